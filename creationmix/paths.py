@@ -1,0 +1,110 @@
+"""A1111's folder layout and safe name resolution.
+
+Names that come from the outside world (prompts, infotext, UI fields) resolve only inside the configured
+folders: `..`, absolute paths and drive letters are refused (ComfyUI's folder_paths rule).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import PathError
+
+CHECKPOINT_EXTS = (".safetensors", ".ckpt")
+VAE_EXTS = (".safetensors", ".pt", ".ckpt")
+LORA_EXTS = (".safetensors", ".pt", ".ckpt")
+EMBEDDING_EXTS = (".pt", ".bin", ".safetensors")
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+@dataclass(frozen=True)
+class Folders:
+    """Where models are read from and outputs written to. `a1111_dir` is read-only: outputs stay in data_dir."""
+
+    data_dir: Path = Path(".")
+    a1111_dir: Path | None = None
+
+    def _roots(self, *rel: str) -> list[Path]:
+        roots = [Path(self.data_dir, *rel)]
+        if self.a1111_dir is not None:
+            roots.append(Path(self.a1111_dir, *rel))
+        return roots
+
+    @property
+    def checkpoint_dirs(self) -> list[Path]:
+        return self._roots("models", "Stable-diffusion")
+
+    @property
+    def lora_dirs(self) -> list[Path]:
+        return self._roots("models", "Lora")
+
+    @property
+    def vae_dirs(self) -> list[Path]:
+        return self._roots("models", "VAE")
+
+    @property
+    def embedding_dirs(self) -> list[Path]:
+        return self._roots("embeddings")
+
+    @property
+    def outputs_dir(self) -> Path:
+        return Path(self.data_dir, "outputs")
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.data_dir, ".cache")
+
+    def ensure(self) -> None:
+        """Create our own folders (never the A1111 install's)."""
+        for d in (self.checkpoint_dirs[0], self.lora_dirs[0], self.vae_dirs[0], self.embedding_dirs[0],
+                  self.outputs_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+def check_relative_name(name: str, kind: str = "name") -> str:
+    """Refuse names that could leave a folder. Returns the name with `\\` normalised to `/`."""
+    if not isinstance(name, str) or not name.strip():
+        raise PathError(f"empty {kind}")
+    norm = name.replace("\\", "/")
+    if norm.startswith("/") or _DRIVE.match(norm):
+        raise PathError(f"{kind} {name!r} is an absolute path; only names inside the configured folders are allowed")
+    if any(part == ".." for part in norm.split("/")):
+        raise PathError(f"{kind} {name!r} contains '..'; only names inside the configured folders are allowed")
+    return norm
+
+
+def list_files(roots: list[Path], exts: tuple[str, ...]) -> list[Path]:
+    """Every file with one of `exts` under the roots, recursively, sorted, first root first."""
+    out: list[Path] = []
+    for root in roots:
+        if root.is_dir():
+            out.extend(sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in exts))
+    return out
+
+
+def resolve_file(name: str, roots: list[Path], exts: tuple[str, ...], kind: str) -> Path:
+    """Find `name` (a file name, a stem, or `subdir/stem`) inside one of the roots.
+
+    Raises PathError for traversal and FileNotFoundError-like PathError listing what exists."""
+    norm = check_relative_name(name, kind)
+    for root in roots:
+        base = root.resolve()
+        cands = [root / norm] if Path(norm).suffix.lower() in exts else [root / (norm + e) for e in exts]
+        for cand in cands:
+            real = cand.resolve()
+            if base not in real.parents:  # a symlink that points outside
+                continue
+            if real.is_file():
+                return cand
+    # Bare stem anywhere below a root (A1111 finds files in subfolders by name).
+    stem = Path(norm).name
+    if "/" not in norm:
+        for p in list_files(roots, exts):
+            if p.stem == Path(stem).stem or p.name == stem:
+                return p
+    known = sorted({p.name for p in list_files(roots, exts)})
+    listing = ", ".join(known[:20]) if known else "none"
+    where = ", ".join(str(r) for r in roots)
+    raise PathError(f"{kind} {name!r} not found in {where}; available: {listing}")
