@@ -1,0 +1,178 @@
+"""Command line: `python -m creationmix txt2img|presets|pnginfo ...`.
+
+stdout carries only results (paths of PNGs written, infotext); every error is one line on stderr and a
+non-zero exit. Only this module turns domain errors into exit codes.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .errors import CreationMixError
+from .params import GenerationParams
+from .paths import Folders
+
+# flag -> (GenerationParams field, type). One table: the CLI never special-cases a parameter.
+PARAM_FLAGS: dict[str, tuple[str, type]] = {
+    "--prompt": ("prompt", str),
+    "--negative-prompt": ("negative_prompt", str),
+    "--steps": ("steps", int),
+    "--sampler": ("sampler", str),
+    "--schedule": ("schedule", str),
+    "--cfg-scale": ("cfg_scale", float),
+    "--seed": ("seed", int),
+    "--width": ("width", int),
+    "--height": ("height", int),
+    "--batch-size": ("batch_size", int),
+    "--batch-count": ("batch_count", int),
+    "--clip-skip": ("clip_skip", int),
+    "--rng": ("rng", str),
+    "--emphasis": ("emphasis", str),
+    "--prompt-syntax": ("prompt_syntax", str),
+    "--hires-scale": ("hires_scale", float),
+    "--hires-resize-x": ("hires_resize_x", int),
+    "--hires-resize-y": ("hires_resize_y", int),
+    "--hires-steps": ("hires_steps", int),
+    "--hires-upscaler": ("hires_upscaler", str),
+    "--hires-sampler": ("hires_sampler", str),
+    "--hires-prompt": ("hires_prompt", str),
+    "--hires-negative-prompt": ("hires_negative_prompt", str),
+    "--denoising-strength": ("denoising_strength", float),
+    "--checkpoint": ("checkpoint", str),
+    "--vae": ("vae", str),
+}
+
+
+class _ArgError(CreationMixError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one clear line, exit 2, as argparse does but without the usage dump
+        raise _ArgError(message)
+
+
+def add_folder_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=Path("."), help="our folders (models/, outputs/...)")
+    p.add_argument("--a1111-dir", type=Path, default=None, help="read an A1111 install's model folders")
+
+
+def add_device_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
+    p.add_argument("--precision", default=None, help="auto (default: fp16 on CUDA, fp32 elsewhere), fp16, fp32")
+
+
+def add_param_args(p: argparse.ArgumentParser) -> None:
+    for flag, (field, typ) in PARAM_FLAGS.items():
+        p.add_argument(flag, dest=field, type=typ, default=None)
+    p.add_argument("--hires", dest="enable_hires", action="store_true", default=None, help="enable hires fix")
+    p.add_argument("--no-hires", dest="enable_hires", action="store_false")
+    p.add_argument("--params", type=Path, default=None, help="an A1111 infotext block that sets everything")
+    p.add_argument("--preset", default=None, help="a preset card id (see `presets`)")
+
+
+def params_from_args(args: argparse.Namespace, folders: Folders) -> GenerationParams:
+    """Preset, then --params, then explicit flags: later sources override earlier ones."""
+    base = GenerationParams()
+    if args.preset:
+        from .presets import find_preset
+        base = find_preset(Path(__file__).resolve().parent.parent / "presets", args.preset).to_params()
+    if args.params:
+        from .infotext import parse_infotext
+        try:
+            text = args.params.read_text(encoding="utf-8")
+        except OSError as e:
+            raise _ArgError(f"cannot read --params file {args.params}: {e.strerror}") from e
+        base = parse_infotext(text).params
+    fields = [f for f, _ in PARAM_FLAGS.values()] + ["enable_hires"]
+    overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+    return base.replace(**overrides)
+
+
+def cmd_txt2img(args) -> int:
+    folders = Folders(args.data_dir, args.a1111_dir)
+    params = params_from_args(args, folders)  # validates before any model is loaded
+    from .engine import Engine
+    engine = Engine(folders, device=args.device, precision=args.precision, tiled_vae=args.tiled_vae)
+    result = engine.generate(params, outputs_dir=args.out, progress=_tqdm_progress() if args.progress else None)
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for path in result.paths:
+        print(path)
+    return 0
+
+
+def _tqdm_progress():
+    from tqdm import tqdm
+    bars: dict = {}
+
+    def progress(ev):
+        key = (ev.image_index, ev.pass_name)
+        bar = bars.get(key)
+        if bar is None:
+            bar = bars[key] = tqdm(total=ev.total, desc=f"{ev.pass_name} {ev.image_index + 1}/{ev.image_count}",
+                                   file=sys.stderr, leave=False)
+        bar.update(ev.step - bar.n)
+        if ev.step >= ev.total:
+            bar.close()
+
+    return progress
+
+
+def cmd_presets(args) -> int:
+    from .presets import load_presets
+    presets, errors = load_presets(Path(__file__).resolve().parent.parent / "presets")
+    for p in presets:
+        print(f"{p.id}\t{p.title}")
+    for e in errors:
+        print(f"warning: {e}", file=sys.stderr)
+    return 0
+
+
+def cmd_pnginfo(args) -> int:
+    from .pnginfo import read_parameters
+    text = read_parameters(args.file)
+    if not text:
+        raise _ArgError(f"{args.file}: no generation parameters in this image")
+    print(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m creationmix", description="A1111-faithful SD 1.5 previews")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    t = sub.add_parser("txt2img", help="generate images (A1111 txt2img + hires fix)")
+    add_param_args(t)
+    add_folder_args(t)
+    add_device_args(t)
+    t.add_argument("--out", type=Path, default=None, help="outputs folder (default DATA_DIR/outputs)")
+    t.add_argument("--tiled-vae", action="store_true", help="decode the VAE in tiles (less memory)")
+    t.add_argument("--progress", action="store_true", help="progress bars on stderr")
+    t.set_defaults(func=cmd_txt2img)
+    p = sub.add_parser("presets", help="list preset card ids")
+    p.set_defaults(func=cmd_presets)
+    i = sub.add_parser("pnginfo", help="print the infotext of an image")
+    i.add_argument("file", type=Path)
+    i.set_defaults(func=cmd_pnginfo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    try:
+        args = build_parser().parse_args(argv)
+        if args.verbose:
+            logging.getLogger().setLevel(logging.INFO)
+        return args.func(args)
+    except _ArgError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except CreationMixError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,349 @@
+"""The generation engine: A1111 txt2img + hires fix over the diffusers UNet with k-diffusion semantics.
+
+`Engine.generate` reads as the script A1111 follows: resolve seeds -> load model -> apply LoRAs -> encode
+prompts -> for each batch: prepare noise -> sample -> hires (upscale, re-noise, sample) -> decode -> save.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from . import __version__
+from .devices import pick_device, pick_dtype
+from .errors import Interrupted, InvalidParameter, ModelError
+from .infotext import format_infotext
+from .models.loader import LoadedModel, load_checkpoint
+from .output import dated_folder, save_numbered_png
+from .params import GenerationParams
+from .paths import CHECKPOINT_EXTS, VAE_EXTS, Folders, list_files, resolve_file
+from .prompt.conditioning import build_conditioning
+from .prompt.embeddings import EmbeddingLibrary
+from .prompt.encoder import PromptEncoder
+from .lora.library import LoraLibrary
+from .lora.manager import LoraManager
+from .lora.tags import extract_lora_tags
+from .sampling import SAMPLER_TABLE, ImageRNG, KDenoiser, get_sigmas, img2img_sigmas
+from .service_api import Control, GenerationResult, ProgressEvent
+
+log = logging.getLogger(__name__)
+
+# A1111's latent upscale modes (modules/shared_items / processing).
+LATENT_MODES: dict[str, tuple[str, bool]] = {
+    "Latent": ("bilinear", False),
+    "Latent (antialiased)": ("bilinear", True),
+    "Latent (bicubic)": ("bicubic", False),
+    "Latent (bicubic antialiased)": ("bicubic", True),
+    "Latent (nearest)": ("nearest", False),
+    "Latent (nearest-exact)": ("nearest-exact", False),
+}
+
+# A1111's "cheap approximation" latent -> RGB for live previews (sd_samplers_common.samples_to_images_tensor).
+_PREVIEW_COEFS = torch.tensor([
+    [0.298, 0.207, 0.208],
+    [0.187, 0.286, 0.173],
+    [-0.158, 0.189, 0.264],
+    [-0.184, -0.271, -0.473],
+])
+
+
+class _Skipped(Exception):
+    """The user skipped the current batch; go on with the next one."""
+
+
+@dataclass
+class _Pass:
+    name: str
+    total: int
+
+
+def latent_preview(latent: torch.Tensor) -> Image.Image:
+    rgb = torch.einsum("lxy,lr->rxy", latent[0].float().cpu(), _PREVIEW_COEFS)
+    arr = ((rgb + 1.0) / 2.0).clamp(0, 1).mul(255).permute(1, 2, 0).numpy().astype(np.uint8)
+    return Image.fromarray(arr)
+
+
+def to_uint8_images(decoded: torch.Tensor) -> list[Image.Image]:
+    """A1111 truncates (astype), it does not round: keep it so pixels match."""
+    x = torch.clamp((decoded.float() + 1.0) / 2.0, 0.0, 1.0)
+    arr = (255.0 * np.moveaxis(x.cpu().numpy(), 1, 3)).astype(np.uint8)
+    return [Image.fromarray(a) for a in arr]
+
+
+def stack_conds(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """A1111's stack_conds: AND parts of unequal length are padded by repeating their last vector."""
+    n = max(t.shape[0] for t in tensors)
+    return torch.stack([t if t.shape[0] == n else torch.cat([t, t[-1:].repeat(n - t.shape[0], 1)]) for t in tensors])
+
+
+class Engine:
+    """Owns the loaded model (one at a time) and runs generations. Not thread-safe: callers queue."""
+
+    def __init__(self, folders: Folders, device: str | None = None, precision: str | None = None,
+                 tiled_vae: bool = False):
+        self.folders = folders
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(precision, self.device)
+        self.tiled_vae = tiled_vae
+        self.model: LoadedModel | None = None
+        self._model_key: tuple | None = None
+        self.loras: LoraManager | None = None
+        self.lora_library = LoraLibrary(folders.lora_dirs)
+        self.embeddings = EmbeddingLibrary(folders.embedding_dirs)
+        self.encoder: PromptEncoder | None = None
+        self._lock = threading.Lock()
+
+    # -- model management ----------------------------------------------------------------------------------
+    def list_checkpoints(self) -> list[Path]:
+        return list_files(self.folders.checkpoint_dirs, CHECKPOINT_EXTS)
+
+    def list_vaes(self) -> list[Path]:
+        return list_files(self.folders.vae_dirs, VAE_EXTS)
+
+    def checkpoint_path(self, name: str | None) -> Path:
+        if name is None:
+            if self.model is not None:
+                return self.model.path
+            found = self.list_checkpoints()
+            if not found:
+                dirs = ", ".join(str(d) for d in self.folders.checkpoint_dirs)
+                raise ModelError(f"no checkpoint found; put an SD 1.5 .safetensors file in {dirs}")
+            return found[0]
+        return resolve_file(name, self.folders.checkpoint_dirs, CHECKPOINT_EXTS, "checkpoint")
+
+    def vae_path(self, name: str) -> Path | None:
+        if name in ("Automatic", "None", ""):
+            return None
+        return resolve_file(name, self.folders.vae_dirs, VAE_EXTS, "VAE")
+
+    def load(self, checkpoint: str | None = None, vae: str = "Automatic") -> LoadedModel:
+        path = self.checkpoint_path(checkpoint)
+        vae_path = self.vae_path(vae)
+        key = (str(Path(path).resolve()), str(vae_path) if vae_path else vae)
+        if self._model_key == key and self.model is not None:
+            return self.model
+        # Free the previous model first: two SD 1.5 models at once may not fit the GPU.
+        self.model = self.encoder = self.loras = None
+        self._model_key = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        model = load_checkpoint(path, vae_path=vae_path, device=self.device, dtype=self.dtype,
+                                auto_vae=(vae == "Automatic"), cache_dir=self.folders.cache_dir)
+        self.model, self._model_key = model, key
+        self.encoder = PromptEncoder(model.text_encoder, model.tokenizer, self.embeddings)
+        self.loras = LoraManager(model.pipe, self.lora_library)
+        return model
+
+    # -- generation ----------------------------------------------------------------------------------------
+    def generate(self, params: GenerationParams, *, progress: Callable[[ProgressEvent], None] | None = None,
+                 control: Control | None = None, save: bool = True, preview_every: int = 0,
+                 outputs_dir: Path | None = None) -> GenerationResult:
+        with self._lock:
+            return self._generate(params, progress, control or Control(), save, preview_every, outputs_dir)
+
+    def _generate(self, params, progress, control, save, preview_every, outputs_dir) -> GenerationResult:
+        params = params.with_seed_resolved()
+        spec = SAMPLER_TABLE[params.sampler]
+        hires_spec = SAMPLER_TABLE[params.hires_sampler or params.sampler]
+        model = self.load(params.checkpoint, params.vae)
+
+        prompt, negative, lora_meta = self._apply_loras(params)
+        cond = self._encode(prompt, negative, params, spec.total_steps(params.steps), None)
+        hires_cond = None
+        if params.enable_hires:
+            hp = self._strip_tags(params.hires_prompt) if params.hires_prompt else prompt
+            hn = self._strip_tags(params.hires_negative_prompt) if params.hires_negative_prompt else negative
+            hsteps = hires_spec.total_steps(params.hires_steps_effective)
+            hires_cond = self._encode(hp, hn, params, hsteps, hsteps)
+
+        meta = self._infotext_meta(model, lora_meta, cond)
+        folder = dated_folder(outputs_dir or self.folders.outputs_dir)
+        denoiser = KDenoiser(self._unet_fn(model), model.alphas_cumprod.to(self.device))
+        images, paths, seeds, infotexts, warnings = [], [], [], [], []
+        interrupted = False
+        for batch_no in range(params.batch_count):
+            if control.interrupted.is_set():
+                interrupted = True
+                break
+            control.skipped.clear()
+            batch_seeds = [params.seed + batch_no * params.batch_size + i for i in range(params.batch_size)]
+            report = self._reporter(progress, batch_no, params.batch_count, preview_every)
+            try:
+                latent = self._first_pass(denoiser, spec, cond, params, batch_seeds, control, report)
+                if params.enable_hires:
+                    latent = self._hires_pass(denoiser, hires_spec, hires_cond, params, latent, batch_seeds,
+                                              control, report)
+                batch_images = self._decode(model, latent, warnings)
+            except _Skipped:
+                continue
+            except Interrupted:
+                interrupted = True
+                break
+            for seed, image in zip(batch_seeds, batch_images):
+                text = format_infotext(params.replace(seed=seed), meta)
+                images.append(image)
+                seeds.append(seed)
+                infotexts.append(text)
+                if save:
+                    paths.append(save_numbered_png(image, folder, seed, text))
+        return GenerationResult(paths=tuple(paths), seeds=tuple(seeds), infotexts=tuple(infotexts),
+                                images=tuple(images), interrupted=interrupted, warnings=tuple(warnings))
+
+    # -- named steps ---------------------------------------------------------------------------------------
+    def _strip_tags(self, text: str) -> str:
+        return extract_lora_tags(text)[0]
+
+    def _apply_loras(self, params: GenerationParams) -> tuple[str, str, dict[str, str]]:
+        prompt, requests = extract_lora_tags(params.prompt)
+        negative, neg_requests = extract_lora_tags(params.negative_prompt)
+        if params.enable_hires and params.hires_prompt:
+            requests = requests + extract_lora_tags(params.hires_prompt)[1]
+        self.loras.activate(requests + neg_requests)
+        if self.loras.te_changed():
+            self.encoder.invalidate()
+        return prompt, negative, self.loras.infotext_hashes()
+
+    def _encode(self, prompt: str, negative: str, params: GenerationParams, steps: int, hires_steps):
+        return build_conditioning(self.encoder, prompt, negative, steps, clip_skip=params.clip_skip,
+                                  emphasis=params.emphasis, hires_steps=hires_steps, syntax=params.prompt_syntax)
+
+    def _rng(self, params: GenerationParams, shape, seeds) -> ImageRNG:
+        rng_device = self.device if params.rng == "GPU" and self.device.type == "cuda" else torch.device("cpu")
+        return ImageRNG(shape, seeds, generator_device=rng_device, device=self.device)
+
+    def _first_pass(self, denoiser, spec, cond, params, seeds, control, report) -> torch.Tensor:
+        shape = (4, params.height // 8, params.width // 8)
+        rng = self._rng(params, shape, seeds)
+        sigmas = get_sigmas(params.sampler, params.sampler_schedule, params.steps, denoiser).to(self.device)
+        x = rng.first() * sigmas[0]
+        return self._sample(denoiser, spec, cond, params, x, sigmas, rng, seeds, control, report, "first")
+
+    def _hires_pass(self, denoiser, spec, cond, params, latent, seeds, control, report) -> torch.Tensor:
+        width, height = params.hires_size
+        mode, antialias = LATENT_MODES[params.hires_upscaler]
+        latent = F.interpolate(latent, size=(height // 8, width // 8), mode=mode, antialias=antialias)
+        rng = self._rng(params, latent.shape[1:], seeds)
+        noise = rng.first()
+        sampler = params.hires_sampler or params.sampler
+        schedule = params.sampler_schedule if sampler == params.sampler else "Automatic"
+        from .params import resolve_schedule
+        sigmas = img2img_sigmas(sampler, resolve_schedule(sampler, schedule), params.hires_steps_effective,
+                                params.denoising_strength, denoiser).to(self.device)
+        x = latent + noise * sigmas[0]
+        return self._sample(denoiser, spec, cond, params, x, sigmas, rng, seeds, control, report, "hires")
+
+    def _sample(self, denoiser, spec, cond, params, x, sigmas, rng, seeds, control, report, pass_name):
+        model_fn = self._cfg_model(denoiser, cond, params.cfg_scale, x.shape[0])
+        total = len(sigmas) - 1
+
+        def callback(i, x_i, denoised):
+            report(i + 1, total, pass_name, denoised)
+
+        def should_stop():
+            if control.interrupted.is_set():
+                raise Interrupted("interrupted")
+            if control.skipped.is_set():
+                raise _Skipped()
+            return False
+
+        return spec.run(model_fn, x, sigmas, noise_fn=rng.next, seeds=seeds, callback=callback,
+                        should_stop=should_stop)
+
+    def _cfg_model(self, denoiser, cond, cfg_scale: float, batch: int):
+        """A1111's CFGDenoiser: conds and uncond in one UNet call when their lengths match, else separately;
+        the schedule index counts model calls."""
+        calls = [0]
+
+        def model_fn(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            parts, uncond = cond.at(calls[0])
+            calls[0] += 1
+            c = stack_conds([p[0] for p, _ in parts])  # (n_parts, L, D)
+            n = len(parts)
+            sig = sigma.reshape(-1)
+            if sig.numel() == 1:
+                sig = sig.expand(batch)
+            x_c = x.repeat_interleave(n, dim=0)
+            s_c = sig.repeat_interleave(n)
+            c_c = c.repeat(batch, 1, 1)
+            u = uncond[0].unsqueeze(0).expand(batch, -1, -1)
+            if c.shape[1] == u.shape[1]:
+                out = denoiser(torch.cat([x_c, x]), torch.cat([s_c, sig]), cond=torch.cat([c_c, u]))
+                out_c, out_u = out[: batch * n], out[batch * n:]
+            else:
+                out_c = denoiser(x_c, s_c, cond=c_c)
+                out_u = denoiser(x, sig, cond=u)
+            denoised = out_u.clone()
+            for i in range(batch):
+                for j, (_, weight) in enumerate(parts):
+                    denoised[i] += (out_c[i * n + j] - out_u[i]) * (weight * cfg_scale)
+            return denoised
+
+        return model_fn
+
+    def _unet_fn(self, model: LoadedModel):
+        unet, dtype = model.unet, model.dtype
+
+        def unet_fn(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+            # t stays fractional float32: A1111 feeds the interpolated timestep, diffusers would round it.
+            out = unet(x.to(dtype), t.float(), encoder_hidden_states=cond.to(dtype), return_dict=False)[0]
+            return out.float()
+
+        return torch.no_grad()(unet_fn)
+
+    @torch.no_grad()
+    def _decode(self, model: LoadedModel, latent: torch.Tensor, warnings: list[str]) -> list[Image.Image]:
+        vae = model.vae
+        scaled = latent / vae.config.scaling_factor
+        if self.tiled_vae:
+            vae.enable_tiling()
+        else:
+            vae.disable_tiling()
+        decoded = vae.decode(scaled.to(vae.dtype), return_dict=False)[0]
+        if torch.isnan(decoded).any() and vae.dtype != torch.float32:
+            # A1111 --no-half-vae behaviour: fp16 VAEs overflow on some latents; decode again in fp32.
+            msg = "VAE produced NaNs in fp16; decoded again in fp32"
+            log.warning(msg)
+            warnings.append(msg)
+            vae.to(torch.float32)
+            try:
+                decoded = vae.decode(scaled.float(), return_dict=False)[0]
+            finally:
+                vae.to(model.dtype)
+        return to_uint8_images(decoded)
+
+    def _reporter(self, progress, batch_no: int, batch_count: int, preview_every: int):
+        start = time.monotonic()
+
+        def report(step: int, total: int, pass_name: str, denoised: torch.Tensor | None):
+            if progress is None:
+                return
+            preview = None
+            if preview_every and denoised is not None and (step % preview_every == 0 or step == total):
+                preview = latent_preview(denoised)
+            elapsed = time.monotonic() - start
+            eta = elapsed / step * (total - step) if step else None
+            progress(ProgressEvent(step=step, total=total, pass_name=pass_name, image_index=batch_no,
+                                   image_count=batch_count, preview=preview, eta_s=eta))
+
+        return report
+
+    def _infotext_meta(self, model: LoadedModel, lora_hashes: dict[str, str], cond) -> dict[str, str]:
+        meta = {"Model hash": model.model_hash, "Model": Path(model.name).stem}
+        if model.vae_name:
+            meta["VAE hash"] = model.vae_hash
+            meta["VAE"] = model.vae_name
+        if lora_hashes:
+            meta["Lora hashes"] = ", ".join(f"{k}: {v}" for k, v in lora_hashes.items())
+        ti = getattr(cond, "ti_hashes", None)
+        if ti:
+            meta["TI hashes"] = ", ".join(f"{k}: {v}" for k, v in ti.items())
+        meta["Version"] = f"CreationMix {__version__}"
+        return meta

@@ -1,0 +1,138 @@
+"""The one object the UI talks to: engine + model libraries + presets (implements service_api.ServiceAPI).
+
+The engine (and torch) is imported on first use so that `import creationmix.service` stays cheap.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Callable
+
+from .errors import CreationMixError, PresetError
+from .params import GenerationParams
+from .paths import CHECKPOINT_EXTS, VAE_EXTS, Folders, list_files
+from .service_api import Control, GenerationResult, LoraCard, PresetCard, ProgressEvent
+
+log = logging.getLogger(__name__)
+
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+DEMO_NAME = "demo-tiny-random.safetensors"
+DEMO_BANNER = ("No checkpoint was found, so CreationMix built a tiny random-weight demo model "
+               f"({DEMO_NAME}): it makes noise, not pictures. Put a real SD 1.5 checkpoint "
+               "(e.g. creationmixV12DStyle_v1.safetensors) in {dir} and press refresh.")
+
+
+class Service:
+    def __init__(self, folders: Folders, device: str | None = None, precision: str | None = None,
+                 checkpoint: str | None = None, presets_dir: Path = PRESETS_DIR, demo_if_empty: bool = True):
+        self.folders = folders
+        self.device, self.precision = device, precision
+        self.default_checkpoint = checkpoint
+        self.presets_dir = presets_dir
+        folders.ensure()
+        self._demo = False
+        if demo_if_empty and not self.list_checkpoints():
+            self._build_demo()
+        self._engine = None
+        self._engine_lock = threading.Lock()
+
+    # -- models ---------------------------------------------------------------------------------------------
+    def _build_demo(self) -> None:
+        from .models.tiny import write_tiny_checkpoint
+        path = self.folders.checkpoint_dirs[0] / DEMO_NAME
+        if not path.exists():
+            write_tiny_checkpoint(path)
+        self._demo = True
+
+    @property
+    def engine(self):
+        with self._engine_lock:
+            if self._engine is None:
+                from .engine import Engine
+                self._engine = Engine(self.folders, device=self.device, precision=self.precision)
+            return self._engine
+
+    def list_checkpoints(self) -> list[str]:
+        roots = self.folders.checkpoint_dirs
+        return [_rel_name(p, roots) for p in list_files(roots, CHECKPOINT_EXTS) if not p.name.endswith(
+            (".vae.safetensors", ".vae.pt", ".vae.ckpt"))]
+
+    def list_vaes(self) -> list[str]:
+        return ["Automatic", "None"] + [_rel_name(p, self.folders.vae_dirs)
+                                        for p in list_files(self.folders.vae_dirs, VAE_EXTS)]
+
+    def list_loras(self) -> list[LoraCard]:
+        from .lora.library import LoraLibrary
+        cards = []
+        for info in LoraLibrary(self.folders.lora_dirs).scan():
+            cards.append(LoraCard(name=info.name, preferred_weight=info.preferred_weight,
+                                  trigger_tags=tuple(info.trigger_tags[:8]), base_model=info.base_model or "",
+                                  preview=info.preview, error=info.error))
+        return cards
+
+    # -- presets and metadata -------------------------------------------------------------------------------
+    def _presets(self):
+        from .presets import load_presets
+        presets, errors = load_presets(self.presets_dir)
+        for e in errors:
+            log.warning("%s", e)
+        return presets
+
+    def list_presets(self) -> list[PresetCard]:
+        return [PresetCard(id=p.id, title=p.title, description=p.description, params=p.to_params(),
+                           thumbnail=p.example_path(self.presets_dir)) for p in self._presets()]
+
+    def save_preset(self, params: GenerationParams, title: str) -> Path:
+        from .presets import save_preset
+        return save_preset(self.presets_dir, params, title)
+
+    def check_preset(self, preset_id: str, checkpoint: str | None) -> str | None:
+        from .hashing import sha256_file
+        from .presets import verify_checkpoint
+        preset = next((p for p in self._presets() if p.id == preset_id), None)
+        if preset is None:
+            raise PresetError(f"unknown preset {preset_id!r}")
+        names = self.list_checkpoints()
+        name = checkpoint or (names[0] if names else None)
+        sha = None
+        if name:
+            try:
+                sha = sha256_file(self.engine.checkpoint_path(name), cache_dir=self.folders.cache_dir)
+            except CreationMixError:
+                sha = None
+        return verify_checkpoint(preset, sha)
+
+    def parse_infotext(self, text: str) -> GenerationParams:
+        from .infotext import parse_infotext
+        return parse_infotext(text).params
+
+    def read_image_info(self, path: Path) -> str | None:
+        from .pnginfo import read_parameters
+        return read_parameters(path)
+
+    def token_count(self, text: str) -> tuple[int, int]:
+        from .lora.tags import extract_lora_tags
+        from .prompt.encoder import count_tokens
+        return count_tokens(extract_lora_tags(text)[0], embeddings=self.engine.embeddings)
+
+    def banner(self) -> str | None:
+        if self._demo and all(n == DEMO_NAME for n in self.list_checkpoints()):
+            return DEMO_BANNER.format(dir=self.folders.checkpoint_dirs[0])
+        return None
+
+    # -- generation -----------------------------------------------------------------------------------------
+    def generate(self, params: GenerationParams, progress: Callable[[ProgressEvent], None] | None = None,
+                 control: Control | None = None) -> GenerationResult:
+        if params.checkpoint is None and self.default_checkpoint:
+            params = params.replace(checkpoint=self.default_checkpoint)
+        return self.engine.generate(params, progress=progress, control=control, preview_every=4)
+
+
+def _rel_name(path: Path, roots: list[Path]) -> str:
+    for root in roots:
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            continue
+    return path.name

@@ -1,0 +1,81 @@
+"""What the UI may ask of the back end. Torch-free: the UI imports this module, never the engine.
+
+`creationmix.service.Service` is the real implementation; UI tests use a fake with the same methods.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from .params import GenerationParams
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    step: int  # 1-based step within the current pass
+    total: int  # steps in the current pass
+    pass_name: str  # "first" or "hires"
+    image_index: int  # 0-based index of the batch (batch_count) being generated
+    image_count: int  # batch_count
+    preview: Any = None  # a PIL.Image (cheap latent->RGB) or None
+    eta_s: float | None = None
+
+
+@dataclass
+class Control:
+    """Flags the UI sets while a generation runs; the engine checks them every step."""
+
+    interrupted: threading.Event = field(default_factory=threading.Event)
+    skipped: threading.Event = field(default_factory=threading.Event)
+
+    def interrupt(self) -> None:
+        self.interrupted.set()
+
+    def skip(self) -> None:
+        self.skipped.set()
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    paths: tuple[Path, ...]
+    seeds: tuple[int, ...]
+    infotexts: tuple[str, ...]
+    images: tuple[Any, ...] = ()  # PIL images, same order
+    interrupted: bool = False
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoraCard:
+    name: str  # what goes into <lora:NAME:w>
+    preferred_weight: float = 1.0
+    trigger_tags: tuple[str, ...] = ()
+    base_model: str = ""
+    preview: Path | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PresetCard:
+    id: str
+    title: str
+    description: str
+    params: GenerationParams
+    thumbnail: Path | None = None
+
+
+class ServiceAPI(Protocol):
+    def list_checkpoints(self) -> list[str]: ...
+    def list_vaes(self) -> list[str]: ...
+    def list_loras(self) -> list[LoraCard]: ...
+    def list_presets(self) -> list[PresetCard]: ...
+    def save_preset(self, params: GenerationParams, title: str) -> Path: ...
+    def parse_infotext(self, text: str) -> GenerationParams: ...
+    def read_image_info(self, path: Path) -> str | None: ...
+    def token_count(self, text: str) -> tuple[int, int]: ...
+    def banner(self) -> str | None: ...
+    def check_preset(self, preset_id: str, checkpoint: str | None) -> str | None: ...
+    def generate(self, params: GenerationParams, progress: Callable[[ProgressEvent], None] | None = None,
+                 control: Control | None = None) -> GenerationResult: ...
