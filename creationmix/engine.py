@@ -5,6 +5,7 @@ prompts -> for each batch: prepare noise -> sample -> hires (upscale, re-noise, 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -100,6 +101,7 @@ class Engine:
         self.embeddings = EmbeddingLibrary(folders.embedding_dirs)
         self.encoder: PromptEncoder | None = None
         self._lock = threading.Lock()
+        self.timings: dict[str, float] = {}
 
     # -- model management ----------------------------------------------------------------------------------
     def list_checkpoints(self) -> list[Path]:
@@ -167,6 +169,7 @@ class Engine:
         meta = self._infotext_meta(model, lora_meta, cond)
         folder = dated_folder(outputs_dir or self.folders.outputs_dir)
         denoiser = KDenoiser(self._unet_fn(model), model.alphas_cumprod.to(self.device))
+        self.timings = {"first": 0.0, "hires": 0.0, "decode": 0.0}
         images, paths, seeds, infotexts, warnings = [], [], [], [], []
         interrupted = False
         for batch_no in range(params.batch_count):
@@ -177,11 +180,14 @@ class Engine:
             batch_seeds = [params.seed + batch_no * params.batch_size + i for i in range(params.batch_size)]
             report = self._reporter(progress, batch_no, params.batch_count, preview_every)
             try:
-                latent = self._first_pass(denoiser, spec, cond, params, batch_seeds, control, report)
+                with self._timed("first"):
+                    latent = self._first_pass(denoiser, spec, cond, params, batch_seeds, control, report)
                 if params.enable_hires:
-                    latent = self._hires_pass(denoiser, hires_spec, hires_cond, params, latent, batch_seeds,
-                                              control, report)
-                batch_images = self._decode(model, latent, warnings)
+                    with self._timed("hires"):
+                        latent = self._hires_pass(denoiser, hires_spec, hires_cond, params, latent, batch_seeds,
+                                                  control, report)
+                with self._timed("decode"):
+                    batch_images = self._decode(model, latent, warnings)
             except _Skipped:
                 continue
             except Interrupted:
@@ -196,6 +202,17 @@ class Engine:
                     paths.append(save_numbered_png(image, folder, seed, text))
         return GenerationResult(paths=tuple(paths), seeds=tuple(seeds), infotexts=tuple(infotexts),
                                 images=tuple(images), interrupted=interrupted, warnings=tuple(warnings))
+
+    @contextlib.contextmanager
+    def _timed(self, name: str):
+        """Wall time per named step, for bench/engine.py (synchronised so CUDA work is counted)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
 
     # -- named steps ---------------------------------------------------------------------------------------
     def _strip_tags(self, text: str) -> str:

@@ -89,14 +89,12 @@ def resolve_file(name: str, roots: list[Path], exts: tuple[str, ...], kind: str)
 
     Raises PathError for traversal and FileNotFoundError-like PathError listing what exists."""
     norm = check_relative_name(name, kind)
+    # Symlinks the user put inside a folder are followed on purpose (models on another drive are common);
+    # what is refused is a *name* that walks out of the folder.
     for root in roots:
-        base = root.resolve()
         cands = [root / norm] if Path(norm).suffix.lower() in exts else [root / (norm + e) for e in exts]
         for cand in cands:
-            real = cand.resolve()
-            if base not in real.parents:  # a symlink that points outside
-                continue
-            if real.is_file():
+            if cand.is_file():
                 return cand
     # Bare stem anywhere below a root (A1111 finds files in subfolders by name).
     stem = Path(norm).name
