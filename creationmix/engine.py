@@ -32,7 +32,7 @@ from .prompt.encoder import PromptEncoder
 from .lora.library import LoraLibrary
 from .lora.manager import LoraManager
 from .lora.tags import extract_lora_tags
-from .sampling import SAMPLER_TABLE, ImageRNG, KDenoiser, get_sigmas, img2img_sigmas
+from .sampling import SAMPLER_TABLE, ImageRNG, KDenoiser, sd15_alphas_cumprod
 from .service_api import Control, GenerationResult, ProgressEvent
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ class Engine:
 
         meta = self._infotext_meta(model, lora_meta, cond)
         folder = dated_folder(outputs_dir or self.folders.outputs_dir)
-        denoiser = KDenoiser(self._unet_fn(model), model.alphas_cumprod.to(self.device))
+        denoiser = KDenoiser(self._unet_fn(model), sd15_alphas_cumprod().to(self.device))
         self.timings = {"first": 0.0, "hires": 0.0, "decode": 0.0}
         images, paths, seeds, infotexts, warnings = [], [], [], [], []
         interrupted = False
@@ -218,61 +218,53 @@ class Engine:
     def _strip_tags(self, text: str) -> str:
         return extract_lora_tags(text)[0]
 
-    def _apply_loras(self, params: GenerationParams) -> tuple[str, str, dict[str, str]]:
+    def _apply_loras(self, params: GenerationParams) -> tuple[str, str, str]:
         prompt, requests = extract_lora_tags(params.prompt)
         negative, neg_requests = extract_lora_tags(params.negative_prompt)
         if params.enable_hires and params.hires_prompt:
             requests = requests + extract_lora_tags(params.hires_prompt)[1]
         self.loras.activate(requests + neg_requests)
-        if self.loras.te_changed():
+        if self.loras.te_changed:
             self.encoder.invalidate()
-        return prompt, negative, self.loras.infotext_hashes()
+        return prompt, negative, self.loras.lora_hashes()
 
     def _encode(self, prompt: str, negative: str, params: GenerationParams, steps: int, hires_steps):
         return build_conditioning(self.encoder, prompt, negative, steps, clip_skip=params.clip_skip,
                                   emphasis=params.emphasis, hires_steps=hires_steps, syntax=params.prompt_syntax)
 
     def _rng(self, params: GenerationParams, shape, seeds) -> ImageRNG:
-        rng_device = self.device if params.rng == "GPU" and self.device.type == "cuda" else torch.device("cpu")
-        return ImageRNG(shape, seeds, generator_device=rng_device, device=self.device)
+        return ImageRNG(shape, seeds, device=self.device, source=params.rng)
 
     def _first_pass(self, denoiser, spec, cond, params, seeds, control, report) -> torch.Tensor:
         shape = (4, params.height // 8, params.width // 8)
         rng = self._rng(params, shape, seeds)
-        sigmas = get_sigmas(params.sampler, params.sampler_schedule, params.steps, denoiser).to(self.device)
-        x = rng.first() * sigmas[0]
-        return self._sample(denoiser, spec, cond, params, x, sigmas, rng, seeds, control, report, "first")
+        plan = spec.plan(params.sampler_schedule, params.steps, denoiser)
+        x = plan.start(rng.first())  # A1111: noise * sigmas[0]
+        return self._sample(plan, cond, params, x, rng, control, report, "first")
 
     def _hires_pass(self, denoiser, spec, cond, params, latent, seeds, control, report) -> torch.Tensor:
         width, height = params.hires_size
         mode, antialias = LATENT_MODES[params.hires_upscaler]
         latent = F.interpolate(latent, size=(height // 8, width // 8), mode=mode, antialias=antialias)
+        # A1111 re-seeds every image with its own seed at the upscaled shape for the second pass.
         rng = self._rng(params, latent.shape[1:], seeds)
-        noise = rng.first()
-        sampler = params.hires_sampler or params.sampler
-        schedule = params.sampler_schedule if sampler == params.sampler else "Automatic"
-        from .params import resolve_schedule
-        sigmas = img2img_sigmas(sampler, resolve_schedule(sampler, schedule), params.hires_steps_effective,
-                                params.denoising_strength, denoiser).to(self.device)
-        x = latent + noise * sigmas[0]
-        return self._sample(denoiser, spec, cond, params, x, sigmas, rng, seeds, control, report, "hires")
+        schedule = params.schedule if spec.name == params.sampler else "Automatic"
+        plan = spec.plan(schedule, params.hires_steps_effective, denoiser, denoise=params.denoising_strength)
+        x = plan.start(rng.first(), init=latent)
+        return self._sample(plan, cond, params, x, rng, control, report, "hires")
 
-    def _sample(self, denoiser, spec, cond, params, x, sigmas, rng, seeds, control, report, pass_name):
-        model_fn = self._cfg_model(denoiser, cond, params.cfg_scale, x.shape[0])
-        total = len(sigmas) - 1
+    def _sample(self, plan, cond, params, x, rng, control, report, pass_name):
+        model_fn = self._cfg_model(plan.inner_model, cond, params.cfg_scale, x.shape[0])
 
-        def callback(i, x_i, denoised):
+        def callback(i, total, x_i, denoised):
             report(i + 1, total, pass_name, denoised)
 
         def should_stop():
-            if control.interrupted.is_set():
-                raise Interrupted("interrupted")
             if control.skipped.is_set():
                 raise _Skipped()
-            return False
+            return control.interrupted.is_set()
 
-        return spec.run(model_fn, x, sigmas, noise_fn=rng.next, seeds=seeds, callback=callback,
-                        should_stop=should_stop)
+        return plan.run(model_fn, x, rng=rng, callback=callback, should_stop=should_stop)
 
     def _cfg_model(self, denoiser, cond, cfg_scale: float, batch: int):
         """A1111's CFGDenoiser: conds and uncond in one UNet call when their lengths match, else separately;
@@ -352,13 +344,13 @@ class Engine:
 
         return report
 
-    def _infotext_meta(self, model: LoadedModel, lora_hashes: dict[str, str], cond) -> dict[str, str]:
+    def _infotext_meta(self, model: LoadedModel, lora_hashes: str, cond) -> dict[str, str]:
         meta = {"Model hash": model.model_hash, "Model": Path(model.name).stem}
         if model.vae_name:
             meta["VAE hash"] = model.vae_hash
             meta["VAE"] = model.vae_name
         if lora_hashes:
-            meta["Lora hashes"] = ", ".join(f"{k}: {v}" for k, v in lora_hashes.items())
+            meta["Lora hashes"] = lora_hashes
         ti = getattr(cond, "ti_hashes", None)
         if ti:
             meta["TI hashes"] = ", ".join(f"{k}: {v}" for k, v in ti.items())

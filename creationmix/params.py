@@ -29,6 +29,7 @@ DEFAULT_SCHEDULE: dict[str, str] = {
     "DPM++ 2M": "Karras",
     "DPM++ SDE": "Karras",
     "DPM++ 2M SDE": "Exponential",
+    "DPM2": "Karras",
 }
 LATENT_UPSCALERS: tuple[str, ...] = (
     "Latent",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .ldm_convert import VAE_PREFIX, pipeline_to_ldm, vae_to_ldm
+from .ldm_convert import pipeline_to_ldm, vae_to_ldm
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources" / "sd15"
 
@@ -186,4 +186,4 @@ def write_tiny_vae(path, *, seed: int = 1, layout: str = "ldm", prefix: str = ""
 
 
 __all__ = ["tiny_components", "write_tiny_checkpoint", "write_tiny_vae", "write_config_folder", "config_dir_for",
-           "save_state_dict", "TINY_UNET_CONFIG", "TINY_VAE_CONFIG", "TINY_TEXT_CONFIG", "RESOURCES", "VAE_PREFIX"]
+           "save_state_dict", "TINY_UNET_CONFIG", "TINY_VAE_CONFIG", "TINY_TEXT_CONFIG", "RESOURCES"]

@@ -1,0 +1,7 @@
+"""CreationMix web UI: `python app.py [--listen] [--port N] [--share] [--auth user:pass] [--data-dir DIR] ...`"""
+import sys
+
+from creationmix.ui.launcher import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,320 @@
+"""The LoRA folders: what is there, what each file says about itself, and safe name resolution.
+
+Listing never loads tensors: a safetensors header (8-byte length + JSON) is read by hand, so a folder of
+hundreds of LoRAs lists in milliseconds and a broken file shows up as an entry with `error` set instead of
+breaking the listing. Tensors are read only by `load_lora_file`, when a LoRA is applied.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import LoraError, PathError
+from ..paths import LORA_EXTS, check_relative_name
+
+log = logging.getLogger(__name__)
+
+# A header larger than this is not a LoRA header (real ones are < 1 MB even with tag frequencies).
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+TOP_TAGS = 10
+
+
+def read_safetensors_header(path: Path) -> tuple[dict[str, dict], dict[str, str]]:
+    """(tensor entries {key: {"dtype", "shape", "data_offsets"}}, __metadata__) without reading tensor data.
+
+    Raises LoraError for anything that is not a complete safetensors header (short file, absurd length, bad
+    JSON, offsets past the end of the file)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise LoraError(f"LoRA file {path.name} is truncated ({size} bytes, no safetensors header)")
+            (n,) = struct.unpack("<Q", head)
+            if n == 0 or n > MAX_HEADER_BYTES or n > size - 8:
+                raise LoraError(f"LoRA file {path.name} is corrupt or truncated (header length {n}, file {size} bytes)")
+            raw = f.read(n)
+    except OSError as e:
+        raise LoraError(f"cannot read LoRA file {path.name}: {e}") from e
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise LoraError(f"LoRA file {path.name} is corrupt: its safetensors header is not valid JSON ({e})") from e
+    if not isinstance(header, dict):
+        raise LoraError(f"LoRA file {path.name} is corrupt: its safetensors header is not a JSON object")
+    meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict):
+        meta = {}
+    data_len = size - 8 - n
+    for key, entry in header.items():
+        offs = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offs, list) and len(offs) == 2 and 0 <= offs[0] <= offs[1] <= data_len):
+            raise LoraError(f"LoRA file {path.name} is truncated or corrupt: tensor {key!r} lies past the end of the file")
+    return header, {str(k): str(v) for k, v in meta.items()}
+
+
+def _int(value) -> int | None:
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def top_tags(tag_frequency: dict[str, dict[str, int]], n: int = TOP_TAGS) -> list[str]:
+    """Most frequent training tags over all dataset folders (kohya's ss_tag_frequency), most frequent first."""
+    counts: Counter = Counter()
+    for folder in tag_frequency.values():
+        if isinstance(folder, dict):
+            for tag, count in folder.items():
+                c = _int(count)
+                if c:
+                    counts[str(tag).strip()] += c
+    return [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if t][:n]
+
+
+def _sd_version_from_base(base: str | None) -> str | None:
+    b = (base or "").lower()
+    if b.startswith("sdxl"):
+        return "SDXL"
+    if b.startswith("sd_v2") or b.startswith("sd2"):
+        return "SD2"
+    if b.startswith("sd_v1") or b.startswith("sd1"):
+        return "SD1"
+    return None
+
+
+@dataclass
+class LoraInfo:
+    """One LoRA file and what it says about itself. Cheap to build: no tensor is read."""
+
+    path: Path
+    name: str  # how a prompt addresses it: the stem, or `subdir/stem` when the stem is not unique
+    rel: str  # `subdir/stem` relative to its LoRA folder, always unique within that folder
+    metadata: dict[str, str] = field(default_factory=dict)  # raw safetensors __metadata__
+    tensor_count: int = 0
+    # A1111 user-metadata sidecar <stem>.json
+    preferred_weight: float | None = None  # A1111 writes 0 for "not set": kept as None
+    activation_text: str = ""
+    negative_text: str = ""
+    sidecar_sd_version: str | None = None
+    preview: Path | None = None
+    error: str | None = None  # set when the file is unreadable; applying it raises LoraError with this text
+    _hash: str | None = field(default=None, repr=False)
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+    @property
+    def output_name(self) -> str | None:
+        return self.metadata.get("ss_output_name") or None
+
+    @property
+    def network_dim(self) -> int | None:
+        return _int(self.metadata.get("ss_network_dim"))
+
+    @property
+    def network_alpha(self) -> float | None:
+        return _float(self.metadata.get("ss_network_alpha"))
+
+    @property
+    def base_model_version(self) -> str | None:
+        return self.metadata.get("ss_base_model_version") or None
+
+    @property
+    def sd_model_name(self) -> str | None:
+        return self.metadata.get("ss_sd_model_name") or None
+
+    @property
+    def tag_frequency(self) -> dict[str, dict[str, int]]:
+        raw = self.metadata.get("ss_tag_frequency")
+        if not raw:
+            return {}
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    @property
+    def trigger_tags(self) -> list[str]:
+        return top_tags(self.tag_frequency)
+
+    @property
+    def sd_version(self) -> str:
+        """SD1 / SD2 / SDXL / Unknown: the sidecar's word first (the user set it), else kohya's base version."""
+        if self.sidecar_sd_version and self.sidecar_sd_version != "Unknown":
+            return self.sidecar_sd_version
+        return _sd_version_from_base(self.base_model_version) or "Unknown"
+
+    @property
+    def default_weight(self) -> float:
+        return self.preferred_weight if self.preferred_weight is not None else 1.0
+
+    @property
+    def hash(self) -> str:
+        """AutoV3 short hash (A1111's "Lora hashes"), computed on first use and cached on disk by hashing.py."""
+        if self._hash is None:
+            self._hash = _lora_hash(self.path)
+        return self._hash
+
+
+def _lora_hash(path: Path) -> str:
+    try:
+        from ..hashing import lora_hash
+    except ImportError:  # hashing.py is optional for this module; same definition, no disk cache
+        return _autov3(path)
+    return lora_hash(path)
+
+
+def _autov3(path: Path) -> str:
+    """sha256 of a safetensors file minus its header (A1111's addnet hash), first 12 hex digits."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        if path.suffix.lower() == ".safetensors":
+            (n,) = struct.unpack("<Q", f.read(8))
+            f.seek(8 + n)
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:12]
+
+
+def _read_sidecar(info: LoraInfo) -> None:
+    side = info.path.with_suffix(".json")
+    if not side.is_file():
+        return
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        log.warning("ignoring unreadable LoRA sidecar %s: %s", side, e)
+        return
+    if not isinstance(data, dict):
+        return
+    w = _float(data.get("preferred weight"))
+    info.preferred_weight = w if w else None
+    info.activation_text = str(data.get("activation text") or "")
+    info.negative_text = str(data.get("negative text") or "")
+    info.sidecar_sd_version = str(data["sd version"]) if data.get("sd version") else None
+
+
+def _find_preview(path: Path) -> Path | None:
+    for suffix in (".preview.png", ".png", ".preview.jpg", ".jpg", ".preview.jpeg", ".jpeg", ".preview.webp", ".webp"):
+        cand = path.with_name(path.stem + suffix)
+        if cand.is_file():
+            return cand
+    return None
+
+
+def read_lora_info(path: Path, name: str, rel: str) -> LoraInfo:
+    info = LoraInfo(path=path, name=name, rel=rel)
+    if path.suffix.lower() == ".safetensors":
+        try:
+            tensors, info.metadata = read_safetensors_header(path)
+            info.tensor_count = len(tensors)
+        except LoraError as e:
+            info.error = str(e)
+    _read_sidecar(info)
+    info.preview = _find_preview(path)
+    return info
+
+
+class LoraLibrary:
+    """Every LoRA file under the given folders (recursively), addressable by stem or `subdir/stem`.
+
+    A stem found more than once (in different subfolders or folders) is listed in `duplicates`; the bare stem
+    means the first one (first folder, then sorted path) and every copy stays reachable as `subdir/stem`."""
+
+    def __init__(self, dirs, *, exts: tuple[str, ...] = LORA_EXTS) -> None:
+        if isinstance(dirs, (str, Path)):
+            dirs = [dirs]
+        self.dirs: list[Path] = [Path(d) for d in dirs]
+        self.exts = exts
+        self.items: list[LoraInfo] = []
+        self.duplicates: list[tuple[str, list[Path]]] = []
+        self.warnings: list[str] = []
+        self._by_name: dict[str, LoraInfo] = {}
+        self._by_rel: dict[str, LoraInfo] = {}
+        self._by_alias: dict[str, LoraInfo] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        found: list[tuple[Path, str]] = []
+        for root in self.dirs:
+            if not root.is_dir():
+                continue
+            files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in self.exts)
+            for p in files:
+                found.append((p, p.relative_to(root).with_suffix("").as_posix()))
+        stems: dict[str, list[Path]] = {}
+        for p, _ in found:
+            stems.setdefault(p.stem, []).append(p)
+        self.duplicates = [(s, ps) for s, ps in stems.items() if len(ps) > 1]
+        self.warnings = [f"LoRA name {s!r} is used by {len(ps)} files ({', '.join(str(p) for p in ps)}); "
+                         f"<lora:{s}:...> means the first, write the sub-folder path for the others"
+                         for s, ps in self.duplicates]
+        for w in self.warnings:
+            log.warning(w)
+        dup = {s for s, _ in self.duplicates}
+        self.items, self._by_name, self._by_rel, self._by_alias = [], {}, {}, {}
+        for p, rel in found:
+            info = read_lora_info(p, rel if p.stem in dup else p.stem, rel)
+            self.items.append(info)
+            self._by_rel.setdefault(rel, info)
+            self._by_name.setdefault(p.stem, info)
+            if info.output_name:
+                self._by_alias.setdefault(info.output_name, info)
+
+    def names(self) -> list[str]:
+        return [i.name for i in self.items]
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __contains__(self, name: str) -> bool:
+        try:
+            self.resolve(name)
+        except (LoraError, PathError):
+            return False
+        return True
+
+    def resolve(self, name: str) -> LoraInfo:
+        """A prompt's LoRA name -> LoraInfo, only inside the LoRA folders.
+
+        Tries: `subdir/stem` (with or without extension), bare stem, kohya's ss_output_name (A1111's alias),
+        then case-insensitively. Traversal, absolute paths and drive letters raise PathError; an unknown name
+        raises LoraError listing the closest names."""
+        norm = check_relative_name(name, "LoRA name")
+        stem = norm
+        if Path(norm).suffix.lower() in self.exts:
+            stem = norm[: -len(Path(norm).suffix)]
+        for table, key in ((self._by_rel, stem), (self._by_name, stem), (self._by_alias, norm)):
+            if key in table:
+                return table[key]
+        lowered = stem.lower()
+        for table in (self._by_rel, self._by_name, self._by_alias):
+            for key, info in table.items():
+                if key.lower() == lowered:
+                    return info
+        candidates = sorted(set(self._by_name) | set(self._by_rel) | set(self._by_alias))
+        close = difflib.get_close_matches(stem, candidates, n=5, cutoff=0.5)
+        where = ", ".join(str(d) for d in self.dirs) or "no LoRA folder"
+        hint = f"; closest: {', '.join(close)}" if close else (
+            f"; available: {', '.join(candidates[:20])}" if candidates else "; the LoRA folders are empty")
+        raise LoraError(f"LoRA {name!r} not found in {where}{hint}")

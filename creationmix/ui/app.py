@@ -1,0 +1,487 @@
+"""The gradio Blocks app: A1111 txt2img layout over a ServiceAPI. Imports no torch.
+
+Every generation widget is registered under its GenerationParams field name in `Studio.f`; events pass them with
+`inputs_kwargs=Studio.f`, so handlers receive `{field name: value}` and never depend on widget order.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from ..params import (EMPHASIS_MODES, PROMPT_SYNTAXES, RNG_SOURCES, SAMPLERS, SCHEDULES, UPSCALERS,
+                      GenerationParams)
+from ..service_api import Control, ServiceAPI
+from . import handlers as h
+from .fields import FIELD_NAMES, SAME_SAMPLER, fields_from_params
+
+MAX_LORA_SLIDERS = 8
+log = logging.getLogger("creationmix.ui")
+PREVIEW_EVERY_S = 0.4  # previews are streamed at most this often
+GENERATION_CONCURRENCY_ID = "generation"  # the UI button and the API share the one-at-a-time slot
+
+CSS = """
+#cm_banner {border: 1px solid #d97706; background: #fef3c7; color: #78350f; padding: 6px 12px; border-radius: 6px}
+.cm-tokens {text-align: right; font-size: 0.8em; opacity: 0.75; min-height: 0 !important}
+.cm-tool {max-width: 3em !important; min-width: 3em !important}
+"""
+
+
+class Studio:
+    """Builds the Blocks and owns the per-session generation controls (Interrupt / Skip)."""
+
+    def __init__(self, service: ServiceAPI, *, title: str = "CreationMix"):
+        self.service = service
+        self.title = title
+        self.f: dict[str, gr.components.Component] = {}
+        self._controls: dict[str, Control] = {}
+        self._allowed: set[str] = set()
+        self.blocks: gr.Blocks | None = None
+
+    # -- files the page may show (gallery previews, thumbnails) ----------------------------------------------
+    def allow(self, path: str | Path | None) -> str | None:
+        """Allow gradio to serve exactly this file (a LoRA preview or preset thumbnail), not its whole folder."""
+        if not path:
+            return None
+        p = str(Path(path).resolve())
+        self._allowed.add(p)
+        if self.blocks is not None and p not in self.blocks.allowed_paths:
+            self.blocks.allowed_paths.append(p)
+        return p
+
+    @property
+    def allowed_paths(self) -> list[str]:
+        return sorted(self._allowed)
+
+    def _startup_list(self, fn, what: str) -> list:
+        """A broken preset or LoRA folder must not keep the studio from starting: log it, show none."""
+        try:
+            return list(fn())
+        except Exception:
+            log.exception("could not list %s; the panel starts empty (press refresh after fixing it)", what)
+            return []
+
+    # -- layout ----------------------------------------------------------------------------------------------
+    def build(self) -> gr.Blocks:
+        svc = self.service
+        d = GenerationParams()
+        f = self.f
+        checkpoints = svc.list_checkpoints()
+        self.presets = self._startup_list(svc.list_presets, "presets")
+        self.loras = self._startup_list(svc.list_loras, "LoRAs")
+        for item in [*(p.thumbnail for p in self.presets), *(c.preview for c in self.loras)]:
+            self.allow(item)
+
+        with gr.Blocks(title=self.title, analytics_enabled=False) as demo:
+            self.blocks = demo
+            banner_text = svc.banner()
+            self.banner = gr.Markdown(banner_text or "", visible=bool(banner_text), elem_id="cm_banner")
+            with gr.Tabs(selected="generate") as self.tabs:
+                with gr.Tab("txt2img", id="generate", elem_id="cm_tab_generate"):
+                    self._generate_tab(d, checkpoints)
+                with gr.Tab("PNG Info", id="pnginfo", elem_id="cm_tab_pnginfo"):
+                    self._pnginfo_tab()
+            self._wire()
+        return demo
+
+    def _generate_tab(self, d: GenerationParams, checkpoints: list[str]) -> None:
+        f = self.f
+        with gr.Row(equal_height=True):
+            f["checkpoint"] = gr.Dropdown(checkpoints, value=checkpoints[0] if checkpoints else None,
+                                          label="Stable Diffusion checkpoint", elem_id="cm_checkpoint", scale=4)
+            self.refresh_ckpt = gr.Button("🔄", elem_classes="cm-tool", elem_id="cm_refresh_checkpoint", scale=0)
+            f["vae"] = gr.Dropdown(self._vae_choices(), value=d.vae, label="SD VAE", elem_id="cm_vae", scale=3)
+            self.refresh_vae = gr.Button("🔄", elem_classes="cm-tool", elem_id="cm_refresh_vae", scale=0)
+        with gr.Row():
+            with gr.Column(scale=6):
+                f["prompt"] = gr.Textbox(d.prompt, label="Prompt", lines=3, max_lines=20, elem_id="cm_prompt",
+                                         placeholder="Prompt (press Ctrl+Enter to generate)")
+                self.prompt_tokens = gr.Markdown("", elem_id="cm_prompt_tokens", elem_classes="cm-tokens")
+                f["negative_prompt"] = gr.Textbox(d.negative_prompt, label="Negative prompt", lines=2,
+                                                  max_lines=20, elem_id="cm_negative_prompt")
+                self.negative_tokens = gr.Markdown("", elem_id="cm_negative_tokens", elem_classes="cm-tokens")
+            with gr.Column(scale=1, min_width=180):
+                self.generate_btn = gr.Button("Generate", variant="primary", elem_id="cm_generate", size="lg")
+                with gr.Row():
+                    self.interrupt_btn = gr.Button("Interrupt", elem_id="cm_interrupt", size="sm")
+                    self.skip_btn = gr.Button("Skip", elem_id="cm_skip", size="sm")
+
+        with gr.Accordion("Presets", open=True, elem_id="cm_presets_panel"):
+            self.preset_ids = gr.State([p.id for p in self.presets])
+            self.preset_cards = gr.Dataset(components=["image", "textbox", "textbox"],
+                                           headers=["", "Preset", "Description"],
+                                           samples=h.preset_samples(self.presets), type="index",
+                                           layout="table", samples_per_page=50, label="Preset cards",
+                                           elem_id="cm_presets")
+            with gr.Row(equal_height=True):
+                self.preset_title = gr.Textbox(label="Preset title", placeholder="My preset", scale=3,
+                                               elem_id="cm_preset_title")
+                self.save_preset_btn = gr.Button("Save as preset", scale=1, elem_id="cm_save_preset")
+            with gr.Row(equal_height=True):
+                self.paste_box = gr.Textbox(label="Paste infotext", lines=2, scale=4, elem_id="cm_paste",
+                                            placeholder="Paste A1111 generation parameters here, then press ↙️")
+                self.paste_btn = gr.Button("↙️", elem_classes="cm-tool", scale=0, elem_id="cm_paste_apply")
+
+        with gr.Row():
+            with gr.Column(scale=1):
+                self._settings(d)
+                self._lora_panel()
+            with gr.Column(scale=1):
+                self.preview = gr.Image(label="Live preview", visible=False, interactive=False,
+                                        elem_id="cm_preview", height=256)
+                self.gallery = gr.Gallery(label="Output", format="png", columns=4, object_fit="contain",
+                                          interactive=False, elem_id="cm_gallery",
+                                          buttons=["download", "fullscreen"])
+                self.seeds_md = gr.Markdown("", elem_id="cm_seeds")
+                with gr.Row():
+                    self.reuse_seed_btn = gr.Button("♻️ Reuse seed", size="sm", elem_id="cm_reuse_seed")
+                    self.to_pnginfo_btn = gr.Button("Send to PNG Info", size="sm", elem_id="cm_send_pnginfo")
+                self.infotext = gr.Textbox(label="Infotext", lines=5, interactive=False, elem_id="cm_infotext",
+                                           buttons=["copy"])
+                self.result = gr.State(None)
+                self.selected = gr.State(None)
+
+    def _settings(self, d: GenerationParams) -> None:
+        f = self.f
+        with gr.Row():
+            f["sampler"] = gr.Dropdown(list(SAMPLERS), value=d.sampler, label="Sampling method",
+                                       elem_id="cm_sampler")
+            f["schedule"] = gr.Dropdown(list(SCHEDULES), value=d.schedule, label="Schedule type",
+                                        elem_id="cm_schedule")
+        f["steps"] = gr.Slider(1, 150, value=d.steps, step=1, label="Sampling steps", elem_id="cm_steps")
+        with gr.Accordion("Hires. fix", open=False, elem_id="cm_hires_panel") as self.hires_panel:
+            f["enable_hires"] = gr.Checkbox(d.enable_hires, label="Enable Hires. fix", elem_id="cm_enable_hires")
+            with gr.Row():
+                f["hires_upscaler"] = gr.Dropdown(list(UPSCALERS), value=d.hires_upscaler, label="Upscaler",
+                                                  elem_id="cm_hires_upscaler")
+                f["hires_steps"] = gr.Slider(0, 150, value=d.hires_steps, step=1, label="Hires steps",
+                                             elem_id="cm_hires_steps")
+                f["denoising_strength"] = gr.Slider(0.01, 1, value=d.denoising_strength, step=0.01,
+                                                    label="Denoising strength", elem_id="cm_denoising_strength")
+            with gr.Row():
+                f["hires_scale"] = gr.Slider(1, 4, value=d.hires_scale, step=0.05, label="Upscale by",
+                                             elem_id="cm_hires_scale")
+                f["hires_resize_x"] = gr.Slider(0, 2048, value=d.hires_resize_x, step=8, label="Resize width to",
+                                                elem_id="cm_hires_resize_x")
+                f["hires_resize_y"] = gr.Slider(0, 2048, value=d.hires_resize_y, step=8,
+                                                label="Resize height to", elem_id="cm_hires_resize_y")
+            f["hires_sampler"] = gr.Dropdown([SAME_SAMPLER, *SAMPLERS], value=SAME_SAMPLER,
+                                             label="Hires sampling method", elem_id="cm_hires_sampler")
+            f["hires_prompt"] = gr.Textbox(d.hires_prompt, label="Hires prompt", lines=2,
+                                           placeholder="Prompt for hires fix pass. Leave empty to use the same "
+                                                       "prompt as in first pass.", elem_id="cm_hires_prompt")
+            f["hires_negative_prompt"] = gr.Textbox(d.hires_negative_prompt, label="Hires negative prompt",
+                                                    lines=2, elem_id="cm_hires_negative_prompt",
+                                                    placeholder="Negative prompt for hires fix pass. Leave "
+                                                                "empty to use the same negative prompt.")
+        with gr.Row(equal_height=True):
+            with gr.Column(scale=4):
+                f["width"] = gr.Slider(64, 2048, value=d.width, step=8, label="Width", elem_id="cm_width")
+                f["height"] = gr.Slider(64, 2048, value=d.height, step=8, label="Height", elem_id="cm_height")
+            self.swap_btn = gr.Button("⇅", elem_classes="cm-tool", scale=0, elem_id="cm_swap_size")
+            with gr.Column(scale=2):
+                f["batch_count"] = gr.Slider(1, 100, value=d.batch_count, step=1, label="Batch count",
+                                             elem_id="cm_batch_count")
+                f["batch_size"] = gr.Slider(1, 8, value=d.batch_size, step=1, label="Batch size",
+                                            elem_id="cm_batch_size")
+        f["cfg_scale"] = gr.Slider(1, 30, value=d.cfg_scale, step=0.5, label="CFG Scale", elem_id="cm_cfg_scale")
+        with gr.Row(equal_height=True):
+            f["seed"] = gr.Number(d.seed, label="Seed", precision=0, scale=4, elem_id="cm_seed")
+            self.random_seed_btn = gr.Button("🎲️", elem_classes="cm-tool", scale=0, elem_id="cm_random_seed")
+            self.last_seed_btn = gr.Button("♻️", elem_classes="cm-tool", scale=0, elem_id="cm_reuse_last_seed")
+        f["clip_skip"] = gr.Slider(1, 12, value=d.clip_skip, step=1, label="Clip skip", elem_id="cm_clip_skip")
+        with gr.Row():
+            f["rng"] = gr.Radio(list(RNG_SOURCES), value=d.rng, label="Random number generator source",
+                                elem_id="cm_rng")
+            f["emphasis"] = gr.Radio(list(EMPHASIS_MODES), value=d.emphasis, label="Emphasis mode",
+                                     elem_id="cm_emphasis")
+            f["prompt_syntax"] = gr.Radio(list(PROMPT_SYNTAXES), value=d.prompt_syntax, label="Prompt syntax",
+                                          elem_id="cm_prompt_syntax")
+        missing = set(FIELD_NAMES) - set(f)
+        assert not missing, f"no widget for {missing}"
+
+    def _lora_panel(self) -> None:
+        with gr.Accordion("Lora", open=True, elem_id="cm_lora_panel"):
+            with gr.Row(equal_height=True):
+                self.lora_search = gr.Textbox(label="Search LoRAs", placeholder="name, trigger tag or base model",
+                                              scale=4, elem_id="cm_lora_search")
+                self.refresh_loras = gr.Button("🔄", elem_classes="cm-tool", scale=0, elem_id="cm_refresh_loras")
+            self.lora_names = gr.State([c.name for c in self.loras])
+            self.lora_cards = gr.Dataset(components=["image", "textbox", "textbox", "textbox"],
+                                         headers=["", "LoRA", "Trigger tags", "Base model"],
+                                         samples=h.lora_samples(self.loras), type="index", layout="table",
+                                         samples_per_page=20, label="LoRA cards (click to add to the prompt)",
+                                         elem_id="cm_loras")
+            self.lora_slot_names = gr.State([None] * MAX_LORA_SLIDERS)
+            self.lora_sliders = [
+                gr.Slider(-2, 2, value=1, step=0.05, label=f"LoRA {i + 1}", visible=False,
+                          elem_id=f"cm_lora_weight_{i}")
+                for i in range(MAX_LORA_SLIDERS)
+            ]
+
+    def _pnginfo_tab(self) -> None:
+        with gr.Row():
+            with gr.Column():
+                self.png_file = gr.File(label="Source", type="filepath", elem_id="cm_pnginfo_file")
+            with gr.Column():
+                self.png_info = gr.Textbox(label="Parameters", lines=10, interactive=False,
+                                           elem_id="cm_pnginfo_text", buttons=["copy"])
+                self.png_to_generate = gr.Button("Send to txt2img", elem_id="cm_pnginfo_send")
+
+    @staticmethod
+    def _vae_choices(vaes: list[str] | None = None) -> list[str]:
+        return ["Automatic", "None", *(v for v in vaes or [] if v not in ("Automatic", "None"))]
+
+    # -- wiring ----------------------------------------------------------------------------------------------
+    def _wire(self) -> None:
+        f = self.f
+        fields = list(f.values())
+        gen_outputs = [self.gallery, self.preview, self.infotext, self.seeds_md, self.result, self.selected]
+        self.generate_btn.click(self._generate, inputs_kwargs=f, outputs=gen_outputs,
+                                      api_name="generate_ui", api_visibility="undocumented",
+                                      concurrency_limit=1, concurrency_id=GENERATION_CONCURRENCY_ID)
+        f["prompt"].submit(self._generate, inputs_kwargs=f, outputs=gen_outputs, api_visibility="private",
+                           concurrency_limit=1, concurrency_id=GENERATION_CONCURRENCY_ID)
+        gr.api(self.api_generate, api_name="generate", concurrency_limit=1,
+               concurrency_id=GENERATION_CONCURRENCY_ID)
+        self.interrupt_btn.click(self._interrupt, queue=False, api_visibility="private")
+        self.skip_btn.click(self._skip, queue=False, api_visibility="private")
+
+        quiet = dict(show_progress="hidden", api_visibility="private", trigger_mode="always_last")
+        f["prompt"].change(self._prompt_changed, inputs=[f["prompt"]],
+                           outputs=[self.prompt_tokens, self.lora_slot_names, *self.lora_sliders], **quiet)
+        f["negative_prompt"].change(self._tokens, inputs=[f["negative_prompt"]], outputs=[self.negative_tokens],
+                                    **quiet)
+        self.blocks.load(self._on_load, inputs=[f["prompt"], f["negative_prompt"]],
+                         outputs=[self.prompt_tokens, self.negative_tokens, self.lora_slot_names,
+                                  *self.lora_sliders], show_progress="hidden", api_visibility="private")
+        for i, slider in enumerate(self.lora_sliders):
+            slider.release(self._slider_moved(i), inputs=[f["prompt"], self.lora_slot_names, slider],
+                           outputs=[f["prompt"]], show_progress="hidden", api_visibility="private")
+
+        private = dict(api_visibility="private")
+        self.refresh_ckpt.click(self._refresh_checkpoints, inputs=[f["checkpoint"]], outputs=[f["checkpoint"]],
+                                **private)
+        self.refresh_vae.click(self._refresh_vaes, inputs=[f["vae"]], outputs=[f["vae"]], **private)
+        self.swap_btn.click(lambda w, h_: (h_, w), inputs=[f["width"], f["height"]],
+                            outputs=[f["width"], f["height"]], show_progress="hidden", **private)
+        self.random_seed_btn.click(lambda: -1, outputs=[f["seed"]], show_progress="hidden", **private)
+        for btn in (self.last_seed_btn, self.reuse_seed_btn):
+            btn.click(self._reuse_seed, inputs=[self.result, self.selected, f["seed"]], outputs=[f["seed"]],
+                      show_progress="hidden", **private)
+
+        fill_outputs = [*fields, self.hires_panel]
+        self.preset_cards.click(self._preset_clicked, inputs=[self.preset_cards, self.preset_ids, f["checkpoint"]],
+                                outputs=fill_outputs, **private)
+        self.save_preset_btn.click(self._save_preset, inputs=[self.preset_title], inputs_kwargs=f,
+                                   outputs=[self.preset_cards, self.preset_ids], **private)
+        self.paste_btn.click(self._paste, inputs=[self.paste_box], outputs=fill_outputs, **private)
+
+        self.lora_search.change(self._filter_loras, inputs=[self.lora_search],
+                                outputs=[self.lora_cards, self.lora_names], **quiet)
+        self.refresh_loras.click(self._refresh_loras, inputs=[self.lora_search],
+                                 outputs=[self.lora_cards, self.lora_names], **private)
+        self.lora_cards.click(self._lora_clicked, inputs=[self.lora_cards, self.lora_names, f["prompt"]],
+                              outputs=[f["prompt"]], **private)
+
+        self.gallery.select(self._gallery_selected, inputs=[self.result], outputs=[self.infotext, self.selected],
+                            show_progress="hidden", **private)
+        self.to_pnginfo_btn.click(self._send_to_pnginfo, inputs=[self.result, self.selected],
+                                  outputs=[self.png_file, self.png_info, self.tabs], **private)
+        self.png_file.change(self._png_info, inputs=[self.png_file], outputs=[self.png_info], **private)
+        self.png_to_generate.click(self._png_to_generate, inputs=[self.png_info],
+                                   outputs=[*fill_outputs, self.tabs], **private)
+
+    # -- handlers --------------------------------------------------------------------------------------------
+    def _generate(self, request: gr.Request, progress=gr.Progress(), **values):
+        params = h.build_params(values)
+        session = getattr(request, "session_hash", None) or "anonymous"
+        control = Control()
+        self._controls[session] = control
+        last_preview = 0.0
+        try:
+            events = h.stream_generation(self.service, params, control)
+            with h.user_errors():
+                while True:
+                    try:
+                        ev = next(events)
+                    except StopIteration as stop:
+                        result = stop.value
+                        break
+                    progress((ev.step, ev.total), desc=h.progress_text(ev), unit="steps")
+                    now = time.monotonic()
+                    if ev.preview is not None and now - last_preview >= PREVIEW_EVERY_S:
+                        last_preview = now
+                        yield {self.preview: gr.update(value=ev.preview, visible=True)}
+        finally:
+            if self._controls.get(session) is control:
+                del self._controls[session]
+        for w in result.warnings:
+            gr.Warning(w)
+        if result.interrupted:
+            gr.Info(f"Interrupted: {len(result.paths)} image(s) kept.")
+        state = h.result_state(result)
+        _, _, info = h.selected(state, 0)
+        yield {self.gallery: h.gallery_value(state), self.preview: gr.update(value=None, visible=False),
+               self.infotext: info, self.seeds_md: h.seeds_markdown(state), self.result: state, self.selected: 0}
+
+    def _control(self, request: gr.Request) -> Control | None:
+        return self._controls.get(getattr(request, "session_hash", None) or "anonymous")
+
+    def _interrupt(self, request: gr.Request) -> None:
+        if c := self._control(request):
+            c.interrupt()
+
+    def _skip(self, request: gr.Request) -> None:
+        if c := self._control(request):
+            c.skip()
+
+    def api_generate(self, prompt: str, negative_prompt: str = "", steps: int = 20, sampler: str = "DPM++ 2M",
+                     schedule: str = "Automatic", cfg_scale: float = 7.0, seed: int = -1, width: int = 512,
+                     height: int = 512, batch_size: int = 1, batch_count: int = 1, clip_skip: int = 1,
+                     enable_hires: bool = False, hires_scale: float = 2.0, hires_resize_x: int = 0,
+                     hires_resize_y: int = 0, hires_steps: int = 0, hires_upscaler: str = "Latent",
+                     hires_sampler: str = "", hires_prompt: str = "", hires_negative_prompt: str = "",
+                     denoising_strength: float = 0.7, rng: str = "GPU", emphasis: str = "Original",
+                     prompt_syntax: str = "A1111", checkpoint: str = "", vae: str = "Automatic") -> dict:
+        """txt2img with A1111 parameter names. Returns {"images": [PNG paths on the server], "seeds": [...],
+        "infotexts": [...], "warnings": [...], "interrupted": bool}."""
+        values = {k: v for k, v in locals().items() if k in FIELD_NAMES}
+        params = h.build_params(values)
+        with h.user_errors():
+            result = self.service.generate(params, progress=None, control=Control())
+        return {"images": [str(p) for p in result.paths], "seeds": list(result.seeds),
+                "infotexts": list(result.infotexts), "warnings": list(result.warnings),
+                "interrupted": result.interrupted}
+
+    def _tokens(self, text: str) -> str:
+        return h.token_label(self.service, text)
+
+    def _slider_updates(self, prompt: str) -> list:
+        slots = h.lora_slots(prompt, MAX_LORA_SLIDERS)
+        names = [s[0] if s else None for s in slots]
+        ups = [gr.update(visible=True, label=f"<lora:{s[0]}>", value=s[1]) if s else gr.update(visible=False)
+               for s in slots]
+        return [names, *ups]
+
+    def _prompt_changed(self, prompt: str) -> list:
+        return [self._tokens(prompt), *self._slider_updates(prompt)]
+
+    def _on_load(self, prompt: str, negative: str) -> list:
+        return [self._tokens(prompt), self._tokens(negative), *self._slider_updates(prompt)]
+
+    @staticmethod
+    def _slider_moved(i: int):
+        def moved(prompt: str, names: list, value: float) -> str:
+            return h.slider_to_prompt(prompt, names[i] if names and i < len(names) else None, value)
+        return moved
+
+    def _refresh_checkpoints(self, current: str | None):
+        with h.user_errors():
+            choices = self.service.list_checkpoints()
+        value = current if current in choices else (choices[0] if choices else None)
+        return gr.update(choices=choices, value=value)
+
+    def _refresh_vaes(self, current: str):
+        with h.user_errors():
+            choices = self._vae_choices(self.service.list_vaes())
+        return gr.update(choices=choices, value=current if current in choices else "Automatic")
+
+    def _reuse_seed(self, state: dict | None, index: int | None, current: Any):
+        _, seed, _ = h.selected(state, index)
+        if seed is None:
+            gr.Info("Nothing generated yet: no seed to reuse.")
+            return current
+        return seed
+
+    def _fill(self, values: dict[str, Any], warnings: list[str]) -> dict:
+        for w in warnings:
+            gr.Warning(w)
+        out: dict = {self.f[k]: v for k, v in values.items()}
+        if values.get("enable_hires"):
+            out[self.hires_panel] = gr.Accordion(open=True)
+        return out
+
+    def preset_values(self, index: int | None, ids: list[str],
+                      current_checkpoint: str | None) -> tuple[dict[str, Any], list[str]]:
+        if index is None or not ids or not 0 <= index < len(ids):
+            raise gr.Error("Unknown preset card; press refresh.", print_exception=False)
+        with h.user_errors():
+            preset = next((p for p in self.service.list_presets() if p.id == ids[index]), None)
+        if preset is None:
+            raise gr.Error(f"Preset {ids[index]!r} no longer exists.", print_exception=False)
+        return h.preset_fields(self.service, preset, current_checkpoint)
+
+    def _preset_clicked(self, index: int, ids: list[str], current_checkpoint: str | None) -> dict:
+        return self._fill(*self.preset_values(index, ids, current_checkpoint))
+
+    def _presets_update(self):
+        with h.user_errors():
+            presets = self.service.list_presets()
+        for p in presets:
+            self.allow(p.thumbnail)
+        return gr.Dataset(samples=h.preset_samples(presets)), [p.id for p in presets]
+
+    def _save_preset(self, title: str, **values):
+        params = h.build_params(values)
+        if not (title or "").strip():
+            raise gr.Error("Give the preset a title first.", print_exception=False)
+        with h.user_errors():
+            path = self.service.save_preset(params, title.strip())
+        gr.Info(f"Saved preset {title.strip()!r} to {path}")
+        return self._presets_update()
+
+    def _paste(self, text: str) -> dict:
+        return self._fill(*h.infotext_fields(self.service, text))
+
+    def _lora_list(self, query: str):
+        with h.user_errors():
+            cards = self.service.list_loras()
+        self.loras = cards
+        for c in cards:
+            self.allow(c.preview)
+        shown = h.filter_loras(cards, query)
+        return gr.Dataset(samples=h.lora_samples(shown)), [c.name for c in shown]
+
+    def _filter_loras(self, query: str):
+        shown = h.filter_loras(self.loras, query)
+        return gr.Dataset(samples=h.lora_samples(shown)), [c.name for c in shown]
+
+    def _refresh_loras(self, query: str):
+        return self._lora_list(query)
+
+    def _lora_clicked(self, index: int, names: list[str], prompt: str) -> str:
+        if index is None or not names or not 0 <= index < len(names):
+            raise gr.Error("Unknown LoRA card; press refresh.", print_exception=False)
+        card = next((c for c in self.loras if c.name == names[index]), None)
+        if card is None:
+            raise gr.Error(f"LoRA {names[index]!r} is no longer listed; press refresh.", print_exception=False)
+        return h.click_lora(prompt, card)
+
+    def _gallery_selected(self, state: dict | None, evt: gr.SelectData):
+        _, _, info = h.selected(state, evt.index)
+        return info, evt.index
+
+    def _send_to_pnginfo(self, state: dict | None, index: int | None):
+        path, _, _ = h.selected(state, index)
+        if path is None:
+            raise gr.Error("Nothing generated yet.", print_exception=False)
+        return path, h.image_info(self.service, path), gr.Tabs(selected="pnginfo")
+
+    def _png_info(self, path: str | None) -> str:
+        return h.image_info(self.service, path)
+
+    def _png_to_generate(self, text: str) -> dict:
+        if not text or text == h.NO_PARAMETERS or text.endswith(h.NOT_AN_IMAGE):
+            raise gr.Error("No generation parameters to send.", print_exception=False)
+        out = self._fill(*h.infotext_fields(self.service, text))
+        out[self.tabs] = gr.Tabs(selected="generate")
+        return out
+
+
+def build_ui(service: ServiceAPI, **kw) -> tuple[gr.Blocks, Studio]:
+    studio = Studio(service, **kw)
+    return studio.build(), studio

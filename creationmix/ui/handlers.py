@@ -1,0 +1,207 @@
+"""UI logic that does not depend on the layout: named field values in, named updates out.
+
+Everything here talks to the service through `ServiceAPI` only, and turns domain errors into `gr.Error` so the
+page shows the engine's message and keeps working.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import gradio as gr
+
+from ..errors import CreationMixError
+from ..params import GenerationParams
+from ..service_api import Control, GenerationResult, LoraCard, PresetCard, ProgressEvent, ServiceAPI
+from . import lora_tags
+from .fields import fields_from_params, params_from_fields
+
+log = logging.getLogger("creationmix.ui")
+
+NOT_AN_IMAGE = "not an image"
+NO_PARAMETERS = "No generation parameters found in this image."
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """CreationMixError -> gr.Error with the engine's own message; anything else -> a short gr.Error + log."""
+    try:
+        yield
+    except gr.Error:
+        raise
+    except CreationMixError as e:
+        raise gr.Error(str(e), print_exception=False) from e
+    except Exception as e:  # the page must survive a bug: say so and keep serving
+        log.exception("unexpected error in the UI")
+        raise gr.Error(f"Unexpected error ({type(e).__name__}: {e}); see the server log.") from e
+
+
+def build_params(values: Mapping[str, Any]) -> GenerationParams:
+    with user_errors():
+        return params_from_fields(values)
+
+
+def token_label(service: ServiceAPI, text: str) -> str:
+    try:
+        used, cap = service.token_count(text or "")
+    except CreationMixError:
+        return ""
+    return f"{used}/{cap}"
+
+
+# -- presets / infotext ------------------------------------------------------------------------------------
+def fields_for(service: ServiceAPI, params: GenerationParams) -> tuple[dict[str, Any], list[str]]:
+    """Widget values for `params`, minus model names this install does not have (each gives a warning)."""
+    values = fields_from_params(params)
+    warnings = []
+    ckpt = values.get("checkpoint")
+    if ckpt is not None and ckpt not in service.list_checkpoints():
+        warnings.append(f"Checkpoint {ckpt!r} is not installed; keeping the current one.")
+        del values["checkpoint"]
+    vae = values.get("vae")
+    if vae not in ("Automatic", "None") and vae not in service.list_vaes():
+        warnings.append(f"VAE {vae!r} is not installed; using Automatic.")
+        values["vae"] = "Automatic"
+    return values, warnings
+
+
+def preset_fields(service: ServiceAPI, preset: PresetCard,
+                  current_checkpoint: str | None) -> tuple[dict[str, Any], list[str]]:
+    with user_errors():
+        values, warnings = fields_for(service, preset.params)
+        warning = service.check_preset(preset.id, values.get("checkpoint", current_checkpoint))
+    if warning:
+        warnings.insert(0, warning)
+    return values, warnings
+
+
+def infotext_fields(service: ServiceAPI, text: str) -> tuple[dict[str, Any], list[str]]:
+    if not (text or "").strip():
+        raise gr.Error("Paste an A1111 infotext first (the text under an image, or from PNG Info).",
+                       print_exception=False)
+    with user_errors():
+        return fields_for(service, service.parse_infotext(text))
+
+
+def preset_samples(presets: list[PresetCard]) -> list[list[Any]]:
+    return [[str(p.thumbnail) if p.thumbnail else None, p.title, p.description] for p in presets]
+
+
+# -- LoRA ----------------------------------------------------------------------------------------------------
+def filter_loras(cards: list[LoraCard], query: str) -> list[LoraCard]:
+    q = (query or "").strip().lower()
+    if not q:
+        return list(cards)
+    return [c for c in cards if q in " ".join((c.name, *c.trigger_tags, c.base_model)).lower()]
+
+
+def lora_samples(cards: list[LoraCard]) -> list[list[Any]]:
+    return [[str(c.preview) if c.preview else None, c.name, ", ".join(c.trigger_tags),
+             f"⚠ {c.error}" if c.error else c.base_model] for c in cards]
+
+
+def click_lora(prompt: str, card: LoraCard) -> str:
+    if card.error:
+        raise gr.Error(f"LoRA {card.name!r} cannot be used: {card.error}", print_exception=False)
+    return lora_tags.toggle_lora(prompt, card.name, card.preferred_weight)
+
+
+def lora_slots(prompt: str, n_slots: int) -> list[tuple[str, float] | None]:
+    """One (name, weight) per slider slot for the LoRAs in the prompt; None hides the slot."""
+    found = lora_tags.list_lora_weights(prompt)[:n_slots]
+    return found + [None] * (n_slots - len(found))
+
+
+def slider_to_prompt(prompt: str, name: str | None, weight: float | None) -> str:
+    if not name or weight is None:
+        return prompt
+    return lora_tags.set_lora_weight(prompt, name, float(weight))
+
+
+# -- PNG Info ------------------------------------------------------------------------------------------------
+def image_info(service: ServiceAPI, path: str | Path | None) -> str:
+    if not path:
+        return ""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return f"{Path(path).name}: {NOT_AN_IMAGE}"
+    with user_errors():
+        text = service.read_image_info(Path(path))
+    return text or NO_PARAMETERS
+
+
+# -- generation ----------------------------------------------------------------------------------------------
+_DONE = object()
+
+
+def stream_generation(service: ServiceAPI, params: GenerationParams,
+                      control: Control) -> Iterator[ProgressEvent]:
+    """Run service.generate in a worker thread, yielding its progress events; returns the GenerationResult.
+
+    If the consumer goes away (page closed, generator closed), the engine is interrupted and waited for, so the
+    one-at-a-time queue slot is not released while the GPU is still busy."""
+    events: queue.Queue = queue.Queue()
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["result"] = service.generate(params, progress=events.put, control=control)
+        except BaseException as e:  # handed to the consumer thread
+            box["error"] = e
+        finally:
+            events.put(_DONE)
+
+    worker = threading.Thread(target=work, name="creationmix-generate", daemon=True)
+    worker.start()
+    try:
+        while (ev := events.get()) is not _DONE:
+            yield ev
+    finally:
+        if worker.is_alive():
+            control.interrupt()
+            worker.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def progress_text(ev: ProgressEvent) -> str:
+    text = f"{'Hires pass' if ev.pass_name == 'hires' else 'First pass'}: step {ev.step}/{ev.total}"
+    if ev.image_count > 1:
+        text += f", image {ev.image_index + 1}/{ev.image_count}"
+    if ev.eta_s is not None:
+        text += f", ETA {int(ev.eta_s) // 60}:{int(ev.eta_s) % 60:02d}"
+    return text
+
+
+def result_state(result: GenerationResult) -> dict[str, list]:
+    return {"paths": [str(p) for p in result.paths], "seeds": list(result.seeds),
+            "infotexts": list(result.infotexts)}
+
+
+def gallery_value(state: dict[str, list] | None) -> list[tuple[str, str]]:
+    if not state:
+        return []
+    return [(p, f"seed {s}") for p, s in zip(state["paths"], state["seeds"])]
+
+
+def seeds_markdown(state: dict[str, list] | None) -> str:
+    if not state or not state["seeds"]:
+        return ""
+    return "Seeds: " + ", ".join(str(s) for s in state["seeds"])
+
+
+def selected(state: dict[str, list] | None, index: int | None) -> tuple[str | None, int | None, str]:
+    """(path, seed, infotext) of the selected output, falling back to the first one."""
+    if not state or not state["paths"]:
+        return None, None, ""
+    i = index if index is not None and 0 <= index < len(state["paths"]) else 0
+    return state["paths"][i], state["seeds"][i], state["infotexts"][i]

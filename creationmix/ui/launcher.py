@@ -1,0 +1,145 @@
+"""`python app.py`: command line, service construction and launch. Torch is imported only by the service."""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from pathlib import Path
+
+DEFAULT_PORT = 7860
+SHARE_WARNING = ("WARNING: --share without --auth: anyone with the link can use this machine's GPU "
+                 "(add --auth user:pass).")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="app.py", description="CreationMix: local Stable Diffusion 1.5 studio")
+    p.add_argument("--listen", action="store_true", help="serve on 0.0.0.0 (the local network) instead of 127.0.0.1")
+    p.add_argument("--port", type=int, default=None,
+                   help=f"port to serve on (default: the first free one from {DEFAULT_PORT})")
+    p.add_argument("--share", action="store_true", help="also create a public gradio.live link")
+    p.add_argument("--auth", action="append", default=[], metavar="USER:PASS",
+                   help="require a login; repeatable")
+    p.add_argument("--auth-file", type=Path, help="file with one USER:PASS per line")
+    p.add_argument("--data-dir", type=Path, default=Path("."),
+                   help="where models/, embeddings/, outputs/ live (default: the current directory)")
+    p.add_argument("--a1111-dir", type=Path, default=None,
+                   help="an AUTOMATIC1111 install whose models are also listed (read-only)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint to load first (a name in models/Stable-diffusion)")
+    p.add_argument("--device", default=None, help="cuda, cuda:1, mps or cpu (default: the best available)")
+    p.add_argument("--precision", default=None, help="fp16, bf16 or fp32 (default: per device)")
+    p.add_argument("--max-queue", type=int, default=20,
+                   help="how many generation requests may wait; more are refused (default: 20)")
+    args = p.parse_args(argv)
+    if args.max_queue < 1:
+        p.error("--max-queue must be at least 1")
+    try:
+        args.auth_pairs = parse_auth(args.auth, args.auth_file)
+    except ValueError as e:
+        p.error(str(e))
+    return args
+
+
+def parse_auth(items: list[str], auth_file: Path | None) -> list[tuple[str, str]]:
+    lines = list(items)
+    if auth_file is not None:
+        try:
+            text = auth_file.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ValueError(f"cannot read --auth-file {auth_file}: {e.strerror}") from None
+        lines += [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    pairs = []
+    for item in lines:
+        for part in item.split(","):  # A1111 accepts "u1:p1,u2:p2"
+            user, sep, password = part.strip().partition(":")
+            if not sep or not user or not password:
+                raise ValueError(f"bad auth entry {part.strip()!r}; expected USER:PASS")
+            pairs.append((user, password))
+    return pairs
+
+
+def free_port(host: str, start: int, tries: int = 100) -> int:
+    for port in range(start, start + tries):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host if host != "0.0.0.0" else "127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port in {start}..{start + tries - 1}")
+
+
+def make_service(args: argparse.Namespace):
+    from ..paths import Folders
+    from ..service import Service  # torch lives behind this import
+
+    folders = Folders(data_dir=args.data_dir, a1111_dir=args.a1111_dir)
+    return Service(folders, device=args.device, precision=args.precision, checkpoint=args.checkpoint)
+
+
+def make_fake_service(args: argparse.Namespace):
+    """Development only (CREATIONMIX_FAKE_SERVICE=1): the torch-free test double from tests/fake_service.py."""
+    root = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(root))
+    from tests.fake_service import FakeService
+
+    return FakeService(args.data_dir, step_delay=float(os.environ.get("CREATIONMIX_FAKE_STEP_DELAY", "0.05")),
+                       banner="Fake service: images are flat colours (CREATIONMIX_FAKE_SERVICE=1).")
+
+
+def try_share(blocks, host: str, port: int) -> str | None:
+    """Open a gradio.live tunnel; offline this fails and we say so in one line and keep serving locally."""
+    try:
+        from gradio import networking
+
+        url = networking.setup_tunnel(local_host=host, local_port=port, share_token=blocks.share_token,
+                                      share_server_address=None, share_server_tls_certificate=None)
+    except Exception as e:  # no network, blocked binary download, ...
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"Could not create a share link ({reason}); serving locally only.", flush=True)
+        return None
+    blocks.share_url = url
+    blocks.share = True
+    print(f"Public URL: {url}", flush=True)
+    return url
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    args = parse_args(argv)
+    host = "0.0.0.0" if args.listen else "127.0.0.1"
+    if args.share and not args.auth_pairs:
+        print(SHARE_WARNING, flush=True)
+    port = args.port if args.port is not None else free_port(host, DEFAULT_PORT)
+
+    from ..errors import CreationMixError
+
+    try:
+        service = make_fake_service(args) if os.environ.get("CREATIONMIX_FAKE_SERVICE") == "1" \
+            else make_service(args)
+    except CreationMixError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    from .app import CSS, build_ui
+
+    blocks, studio = build_ui(service)
+    blocks.queue(max_size=args.max_queue, default_concurrency_limit=1)
+    outputs = Path(args.data_dir, "outputs").resolve()
+    outputs.mkdir(parents=True, exist_ok=True)
+    blocks.launch(server_name=host, server_port=port, auth=args.auth_pairs or None,
+                  auth_message="CreationMix: log in" if args.auth_pairs else None,
+                  allowed_paths=[str(outputs), *studio.allowed_paths], share=False, prevent_thread_lock=True,
+                  show_error=True, ssr_mode=False, quiet=True, css=CSS)
+    print(f"CreationMix running on http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+          + (" (listening on all interfaces)" if args.listen else ""), flush=True)
+    if args.share:
+        try_share(blocks, host, port)
+    try:
+        blocks.block_thread()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        blocks.close()
+    return 0
+

@@ -1,0 +1,237 @@
+"""`python -m creationmix xyz ...` and `python -m creationmix previews ...` (registered by creationmix/cli.py).
+
+stdout lists the files written, one per line; a tqdm bar over the whole job goes to stderr. Ctrl-C stops after
+keeping every finished image (cells, previews), still writes the grids / contact sheet, and exits 130.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import InvalidParameter, PresetError
+from ..params import GenerationParams
+
+AXIS_HELP = ("axis type: Seed, Steps, CFG Scale, Sampler, Checkpoint name, Denoising, Hires upscale, Hires fix, "
+             "Clip skip, Prompt S/R, LoRA, LoRA strength")
+
+
+def _presets_dir() -> Path:
+    from ..service import PRESETS_DIR
+    return PRESETS_DIR
+
+
+def load_preset_by_id(preset_id: str, folder: Path | None = None):
+    from ..presets import load_preset, load_presets
+    folder = folder or _presets_dir()
+    presets, _ = load_presets(folder)
+    for p in presets:
+        if p.id == preset_id:
+            return p
+    path = folder / f"{preset_id}.toml"
+    if path.is_file() and path.parent.resolve() == folder.resolve():
+        return load_preset(path)  # raises PresetError saying what is wrong with it
+    known = ", ".join(p.id for p in presets) or "none"
+    raise PresetError(f"unknown preset {preset_id!r}; available: {known}")
+
+
+def _overrides(args) -> dict:
+    from ..cli import PARAM_FLAGS
+    fields = [f for f, _ in PARAM_FLAGS.values()] + ["enable_hires"]
+    return {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
+
+
+def params_from_args(args) -> GenerationParams:
+    """Preset, then --params, then explicit flags (later sources override earlier ones)."""
+    base = GenerationParams()
+    if getattr(args, "preset", None):
+        base = load_preset_by_id(args.preset).to_params()
+    if getattr(args, "params", None):
+        from ..infotext import parse_infotext
+        try:
+            text = args.params.read_text(encoding="utf-8")
+        except OSError as e:
+            raise InvalidParameter(f"cannot read --params file {args.params}: {e.strerror}") from e
+        base = parse_infotext(text).params
+    return base.replace(**_overrides(args))
+
+
+def tqdm_job_progress(total: int | None = None, unit: str = "img"):
+    """A tqdm bar over the whole job (images), its postfix the current step. Returns (callback, close)."""
+    from tqdm import tqdm
+    bar = tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True)
+
+    def progress(jp) -> None:
+        if bar.total != jp.total:
+            bar.total = jp.total
+            bar.refresh()
+        if jp.done != bar.n:
+            bar.update(jp.done - bar.n)
+        if jp.event is not None:
+            ev = jp.event
+            bar.set_postfix_str(f"{jp.label + ' ' if jp.label else ''}{ev.pass_name} {ev.step}/{ev.total}",
+                                refresh=False)
+            bar.refresh()
+        elif jp.label:
+            bar.set_postfix_str(jp.label)
+
+    return progress, bar.close
+
+
+def _engine(args):
+    from ..engine import Engine
+    return Engine(args.folders, device=args.device, precision=args.precision)
+
+
+def _folders(args, lora_dir: Path | None = None):
+    from ..paths import Folders
+    folders = Folders(args.data_dir, args.a1111_dir)
+    if lora_dir is None:
+        return folders
+    lora_dir = Path(lora_dir)
+    if not lora_dir.is_dir():
+        raise InvalidParameter(f"--lora-dir {lora_dir} is not a folder")
+    real = lora_dir.resolve()
+    if any(real == d.resolve() or d.resolve() in real.parents for d in folders.lora_dirs if d.exists()):
+        return folders
+    return FoldersWithLoraDir(folders.data_dir, folders.a1111_dir, lora_dir)
+
+
+def _make_folders_with_lora_dir():
+    from dataclasses import dataclass
+
+    from ..paths import Folders
+
+    @dataclass(frozen=True)
+    class FoldersWithLoraDir(Folders):
+        """The configured folders plus one explicit LoRA folder (searched first): names still resolve only
+        inside LoRA folders, this one included."""
+        extra_lora_dir: Path | None = None
+
+        @property
+        def lora_dirs(self) -> list[Path]:
+            return [Path(self.extra_lora_dir)] + Folders.lora_dirs.fget(self)
+
+    return FoldersWithLoraDir
+
+
+FoldersWithLoraDir = _make_folders_with_lora_dir()
+
+
+# -- xyz -----------------------------------------------------------------------------------------------------------
+def cmd_xyz(args) -> int:
+    from .plot import parse_axes, plan_strength_sweep, plan_xyz, run_plot
+
+    args.folders = _folders(args)
+    base = params_from_args(args)
+    engine = _engine(args)
+    check = dict(check_checkpoint=engine.checkpoint_path, check_lora=engine.lora_library.resolve,
+                 allow_large=args.allow_large, max_batch=args.max_batch)
+    if args.sweep:
+        if any((args.x_type, args.y_type, args.z_type)):
+            raise InvalidParameter("--sweep makes its own axes (strength x seed); leave out --x/--y/--z-type")
+        seeds: int | list[int] = args.seeds
+        if args.seed_list:
+            from .axes import parse_axis
+            seeds = list(parse_axis("Seed", args.seed_list, name="Y").values)
+        plan = plan_strength_sweep(base, args.sweep, args.strengths, seeds, **check)
+    else:
+        axes = parse_axes([(args.x_type, args.x_values, args.x_target), (args.y_type, args.y_values, args.y_target),
+                           (args.z_type, args.z_values, args.z_target)])
+        if all(a is None for a in axes):
+            raise InvalidParameter("give at least one axis: --x-type TYPE --x-values VALUES")
+        plan = plan_xyz(base, *axes, **check)
+    progress, close = tqdm_job_progress(plan.image_count) if not args.no_progress else (None, lambda: None)
+    try:
+        result = run_plot(engine, plan, outputs_dir=args.out, progress=progress)
+    finally:
+        close()
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for path in result.written:
+        print(path)
+    if result.interrupted:
+        print("interrupted: finished cells were kept", file=sys.stderr)
+        return 130
+    return 0
+
+
+def add_xyz_parser(sub) -> argparse.ArgumentParser:
+    """Register `xyz` on the subparsers object of creationmix/cli.py's build_parser."""
+    from ..cli import add_device_args, add_folder_args, add_param_args
+    x = sub.add_parser("xyz", help="X/Y/Z plot (A1111's xyz_grid) or a LoRA strength sweep (--sweep LORA)",
+                       description="Axis values use A1111's syntax: a, b, \"c, d\"; 1-5; 1-9 (+2); 0.2-1.0 (+0.2); "
+                                   "0-1 [5]. Cells run x fastest, then y, then z; one grid PNG per Z value.")
+    add_param_args(x)
+    add_folder_args(x)
+    add_device_args(x)
+    for a in "xyz":
+        x.add_argument(f"--{a}-type", default=None, help=AXIS_HELP if a == "x" else None)
+        x.add_argument(f"--{a}-values", default=None, help="values (A1111 syntax)" if a == "x" else None)
+        x.add_argument(f"--{a}-target", default=None, metavar="LORA",
+                       help="LoRA strength: which LoRA; LoRA: which tag of the prompt to swap" if a == "x" else None)
+    x.add_argument("--sweep", metavar="LORA", default=None, help="LoRA strength sweep of this LoRA")
+    x.add_argument("--strengths", default="0, 0.4, 0.6, 0.8, 1.0, 1.2", help="sweep strengths (A1111 syntax)")
+    x.add_argument("--seeds", type=int, default=2, help="sweep: this many consecutive seeds from --seed")
+    x.add_argument("--seed-list", default=None, help="sweep: explicit seeds (A1111 syntax), instead of --seeds")
+    x.add_argument("--allow-large", action="store_true", help="allow more than 1000 cells")
+    x.add_argument("--max-batch", type=int, default=None, help="largest batch of same-prompt seeds (default: fit)")
+    x.add_argument("--out", type=Path, default=None, help="outputs folder (default DATA_DIR/outputs)")
+    x.add_argument("--no-progress", action="store_true", help="no progress bar")
+    x.set_defaults(func=cmd_xyz)
+    return x
+
+
+# -- previews ------------------------------------------------------------------------------------------------------
+def cmd_previews(args) -> int:
+    from .previews import run_previews
+
+    args.folders = _folders(args, args.lora_dir)
+    preset = load_preset_by_id(args.preset)
+    engine = _engine(args)
+    overrides = _overrides(args)
+    overrides.pop("prompt", None)  # the card's prompt holds the slot
+    sheet_dir = args.sheet_dir or Path(args.folders.outputs_dir, "lora-previews")
+    progress, close = tqdm_job_progress(unit="lora") if not args.no_progress else (None, lambda: None)
+    try:
+        report = run_previews(engine, preset, lora_dir=args.lora_dir, names=args.lora or None,
+                              missing_only=args.missing_only, overwrite=args.overwrite,
+                              append_triggers=args.triggers, overrides=overrides, sheet_dir=sheet_dir,
+                              progress=progress)
+    finally:
+        close()
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for path in report.written:
+        print(path)
+    print(report.summary(), file=sys.stderr)
+    if report.interrupted:
+        return 130
+    return 1 if report.failed and not report.done and not report.skipped else 0
+
+
+def add_previews_parser(sub) -> argparse.ArgumentParser:
+    """Register `previews` on the subparsers object of creationmix/cli.py's build_parser."""
+    from ..cli import PARAM_FLAGS, add_device_args, add_folder_args
+    p = sub.add_parser("previews", help="render <stem>.preview.png for every LoRA of a folder",
+                       description="Fills the preset card's LoRA slot with each LoRA (sidecar preferred weight, "
+                                   "else 1). Existing previews are kept (a re-run resumes); failures are reported.")
+    p.add_argument("--preset", default="lora-preview", help="a preset card with a LoRA slot (default lora-preview)")
+    p.add_argument("--lora-dir", type=Path, default=None, help="LoRA folder (default: the configured LoRA folders)")
+    p.add_argument("--lora", action="append", default=[], metavar="NAME", help="only this LoRA (repeatable)")
+    p.add_argument("--missing-only", action="store_true", help="only LoRAs without any preview image")
+    p.add_argument("--overwrite", action="store_true", help="render again over existing .preview.png files")
+    p.add_argument("--triggers", action="store_true",
+                   help="append the LoRA's activation text (else its top training tags) to the prompt")
+    p.add_argument("--sheet-dir", type=Path, default=None,
+                   help="where the contact sheet and summary go (default DATA_DIR/outputs/lora-previews)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for flag, (field, typ) in PARAM_FLAGS.items():
+        if field not in ("prompt",):
+            p.add_argument(flag, dest=field, type=typ, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--hires", dest="enable_hires", action="store_true", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--no-hires", dest="enable_hires", action="store_false", help=argparse.SUPPRESS)
+    add_folder_args(p)
+    add_device_args(p)
+    p.set_defaults(func=cmd_previews)
+    return p

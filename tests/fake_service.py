@@ -1,0 +1,192 @@
+"""A torch-free ServiceAPI for UI tests: same methods and errors as the real service, tiny PNG outputs.
+
+generate() writes `outputs/txt2img-images/YYYY-MM-DD/NNNNN-SEED.png` with an A1111 `parameters` chunk, reports
+progress with previews, honours Control, and raises InvalidParameter / ModelError like the engine.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from PIL import Image, PngImagePlugin
+
+from creationmix.errors import InvalidParameter, ModelError, PresetError
+from creationmix.params import GenerationParams
+from creationmix.paths import Folders
+from creationmix.service_api import Control, GenerationResult, LoraCard, PresetCard, ProgressEvent
+
+IN_GENERAL = GenerationParams(
+    prompt="a cozy cabin in the woods, warm light, <lora:paper_cut:0.8>",
+    negative_prompt="blurry, lowres",
+    steps=20, sampler="DPM++ 2M", schedule="Karras", cfg_scale=6.5, seed=106059479,
+    width=512, height=768, clip_skip=2,
+    enable_hires=True, hires_scale=2.0, hires_steps=10, denoising_strength=0.45, hires_upscaler="Latent",
+)
+PORTRAIT = GenerationParams(prompt="portrait of a knight", steps=25, sampler="Euler a", seed=42,
+                            width=512, height=512, checkpoint="missing_model.safetensors")
+
+
+def format_infotext(p: GenerationParams, seed: int, model: str) -> str:
+    parts = [("Steps", p.steps), ("Sampler", p.sampler), ("Schedule type", p.schedule), ("CFG scale", p.cfg_scale),
+             ("Seed", seed), ("Size", f"{p.width}x{p.height}"), ("Model", model)]
+    if p.clip_skip > 1:
+        parts.append(("Clip skip", p.clip_skip))
+    if p.enable_hires:
+        parts += [("Denoising strength", p.denoising_strength), ("Hires upscale", p.hires_scale),
+                  ("Hires steps", p.hires_steps), ("Hires upscaler", p.hires_upscaler)]
+        if p.hires_resize_x or p.hires_resize_y:
+            parts.append(("Hires resize", f"{p.hires_resize_x}x{p.hires_resize_y}"))
+    if p.rng != "GPU":
+        parts.append(("RNG", p.rng))
+    text = p.prompt
+    if p.negative_prompt:
+        text += f"\nNegative prompt: {p.negative_prompt}"
+    return text + "\n" + ", ".join(f"{k}: {v}" for k, v in parts)
+
+
+def parse_infotext(text: str) -> GenerationParams:
+    lines = (text or "").strip().splitlines()
+    if not lines or not re.search(r"(^|, )Steps: ", lines[-1]):
+        raise InvalidParameter("no generation parameters found (expected a line with 'Steps: ...')")
+    kv = dict(re.findall(r"\s*([\w \-/]+):\s*([^,]+)(?:,|$)", lines[-1]))
+    neg_i = next((i for i, l in enumerate(lines) if l.startswith("Negative prompt:")), None)
+    prompt = "\n".join(lines[: neg_i if neg_i is not None else -1])
+    neg = "\n".join(lines[neg_i:-1])[len("Negative prompt:"):].strip() if neg_i is not None else ""
+    w, h = (int(x) for x in kv.get("Size", "512x512").split("x"))
+    d = dict(prompt=prompt, negative_prompt=neg, steps=int(kv["Steps"]), sampler=kv.get("Sampler", "DPM++ 2M"),
+             schedule=kv.get("Schedule type", "Automatic"), cfg_scale=float(kv.get("CFG scale", 7)),
+             seed=int(kv.get("Seed", -1)), width=w, height=h, clip_skip=int(kv.get("Clip skip", 1)),
+             rng=kv.get("RNG", "GPU"))
+    if "Hires upscale" in kv or "Hires resize" in kv:
+        d.update(enable_hires=True, hires_scale=float(kv.get("Hires upscale", 2)),
+                 hires_steps=int(kv.get("Hires steps", 0)), hires_upscaler=kv.get("Hires upscaler", "Latent"),
+                 denoising_strength=float(kv.get("Denoising strength", 0.7)))
+    return GenerationParams(**d)
+
+
+class FakeService:
+    def __init__(self, folders: Folders | str | Path, *, step_delay: float = 0.0, banner: str | None = None):
+        self.folders = folders if isinstance(folders, Folders) else Folders(Path(folders))
+        self.folders.ensure()
+        self.step_delay = step_delay
+        self._banner = banner
+        self.calls: list[GenerationParams] = []
+        self.saved: list[tuple[GenerationParams, str]] = []
+        self._lock = threading.Lock()
+        lora_dir = self.folders.lora_dirs[0]
+        self.preview = lora_dir / "paper_cut.preview.png"
+        if not self.preview.exists():
+            Image.new("RGB", (32, 32), (200, 120, 40)).save(self.preview)
+        self.presets = [
+            PresetCard("in-general", "In general", "A balanced starting point with hires fix", IN_GENERAL),
+            PresetCard("portrait", "Portrait", "Needs a model you do not have", PORTRAIT),
+        ]
+
+    # -- lists ----------------------------------------------------------------------------------------------
+    def list_checkpoints(self) -> list[str]:
+        return ["tiny_demo.safetensors", "other.safetensors"]
+
+    def list_vaes(self) -> list[str]:
+        return ["vae-ft-mse.safetensors"]
+
+    def list_loras(self) -> list[LoraCard]:
+        return [
+            LoraCard("paper_cut", 0.8, ("papercut", "layered paper"), "SD 1.5", self.preview),
+            LoraCard("watercolor", 1.0, ("watercolor",), "SD 1.5"),
+            LoraCard("broken", 1.0, error="broken.safetensors is not a LoRA file"),
+        ]
+
+    def list_presets(self) -> list[PresetCard]:
+        return list(self.presets)
+
+    def save_preset(self, params: GenerationParams, title: str) -> Path:
+        if not title.strip():
+            raise PresetError("a preset needs a title")
+        self.saved.append((params, title))
+        pid = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+        self.presets.append(PresetCard(pid, title, "saved from the UI", params))
+        return Path(self.folders.data_dir, "presets", f"{pid}.toml")
+
+    def check_preset(self, preset_id: str, checkpoint: str | None) -> str | None:
+        card = next((c for c in self.presets if c.id == preset_id), None)
+        if card is None:
+            raise PresetError(f"unknown preset {preset_id!r}")
+        want = card.params.checkpoint
+        if want and want not in self.list_checkpoints():
+            return f"This preset was made with {want}, which is not installed; results will differ."
+        return None
+
+    # -- text -----------------------------------------------------------------------------------------------
+    def parse_infotext(self, text: str) -> GenerationParams:
+        return parse_infotext(text)
+
+    def read_image_info(self, path: Path) -> str | None:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                return im.info.get("parameters") or (im.getexif().get(0x9286) if hasattr(im, "getexif") else None)
+        except (OSError, SyntaxError, ValueError):
+            raise InvalidParameter(f"{Path(path).name} is not an image") from None
+
+    def token_count(self, text: str) -> tuple[int, int]:
+        used = len(re.findall(r"\w+|[^\w\s]", re.sub(r"<lora:[^>]*>", "", text or "")))
+        return used, max(75, -(-used // 75) * 75)
+
+    def banner(self) -> str | None:
+        return self._banner
+
+    # -- generation -----------------------------------------------------------------------------------------
+    def _next_number(self, day_dir: Path) -> int:
+        nums = [int(m.group(1)) for p in day_dir.glob("*.png") if (m := re.match(r"(\d+)-", p.name))]
+        return max(nums, default=-1) + 1
+
+    def generate(self, params: GenerationParams, progress: Callable[[ProgressEvent], None] | None = None,
+                 control: Control | None = None) -> GenerationResult:
+        if params.checkpoint and params.checkpoint not in self.list_checkpoints():
+            raise ModelError(f"checkpoint {params.checkpoint!r} not found; available: "
+                             + ", ".join(self.list_checkpoints()))
+        if "<lora:broken" in params.prompt:
+            raise InvalidParameter("LoRA 'broken' cannot be used: broken.safetensors is not a LoRA file")
+        with self._lock:
+            self.calls.append(params)
+            p = params.with_seed_resolved()
+            control = control or Control()
+            day_dir = self.folders.outputs_dir / "txt2img-images" / _dt.date.today().isoformat()
+            day_dir.mkdir(parents=True, exist_ok=True)
+            paths, seeds, infos, images = [], [], [], []
+            interrupted = False
+            n_images = p.batch_count * p.batch_size
+            passes = [("first", p.steps)] + ([("hires", p.hires_steps_effective)] if p.enable_hires else [])
+            size = p.hires_size if p.enable_hires else (p.width, p.height)
+            for i in range(n_images):
+                control.skipped.clear()
+                for pass_name, total in passes:
+                    for step in range(1, total + 1):
+                        if control.interrupted.is_set() or control.skipped.is_set():
+                            break
+                        if self.step_delay:
+                            time.sleep(self.step_delay)
+                        if progress:
+                            prev = Image.new("RGB", (16, 16), (step * 10 % 255, 80, 160)) if step % 2 == 0 else None
+                            progress(ProgressEvent(step, total, pass_name, i, n_images, prev,
+                                                   eta_s=self.step_delay * (total - step)))
+                if control.interrupted.is_set():
+                    interrupted = True
+                    break
+                if control.skipped.is_set():
+                    continue
+                seed = p.seed + i
+                info = format_infotext(p, seed, "tiny_demo")
+                img = Image.new("RGB", size, (seed % 256, (seed >> 8) % 256, 90))
+                meta = PngImagePlugin.PngInfo()
+                meta.add_text("parameters", info)
+                path = day_dir / f"{self._next_number(day_dir):05d}-{seed}.png"
+                tmp = path.with_suffix(".tmp")
+                img.save(tmp, format="PNG", pnginfo=meta)
+                tmp.replace(path)
+                paths.append(path), seeds.append(seed), infos.append(info), images.append(img)
+            return GenerationResult(tuple(paths), tuple(seeds), tuple(infos), tuple(images), interrupted=interrupted)

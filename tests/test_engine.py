@@ -1,0 +1,188 @@
+"""The engine end to end on the tiny checkpoint: A1111's pixel-deciding facts, hires arithmetic, seeds, errors."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from creationmix.engine import Engine, to_uint8_images
+from creationmix.errors import CreationMixError, InvalidParameter
+from creationmix.params import GenerationParams
+from creationmix.service_api import Control
+
+SMALL = dict(prompt="1girl, solo", negative_prompt="worst quality", steps=3, sampler="DPM++ 2M Karras",
+             cfg_scale=7.0, seed=1234, width=64, height=64)
+
+
+@pytest.fixture
+def engine(folders):
+    return Engine(folders, device="cpu", precision="fp32")
+
+
+def sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_png_written_with_a1111_parameters(engine, folders):
+    res = engine.generate(GenerationParams(**SMALL))
+    [path] = res.paths
+    assert path.parent.parent.name == "txt2img-images"
+    assert path.name.endswith("-1234.png") and path.name.startswith("00000-")
+    text = Image.open(path).text["parameters"]
+    lines = text.split("\n")
+    assert lines[0] == "1girl, solo"
+    assert lines[1] == "Negative prompt: worst quality"
+    assert lines[2].startswith("Steps: 3, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7")
+    for part in ("Seed: 1234", "Size: 64x64", "Model hash: ", "Model: tiny"):
+        assert part in lines[2]
+
+
+def test_same_params_same_png_bytes(engine):
+    p = GenerationParams(**SMALL)
+    a, b = engine.generate(p).paths[0], engine.generate(p).paths[0]
+    assert a != b and sha(a) == sha(b)
+
+
+def test_batch_uses_seed_plus_i_each_with_its_own_generator(engine):
+    batch = engine.generate(GenerationParams(**{**SMALL, "batch_size": 2, "batch_count": 2}), save=False)
+    assert batch.seeds == (1234, 1235, 1236, 1237)
+    single = engine.generate(GenerationParams(**{**SMALL, "seed": 1235}), save=False)
+    a, b = np.asarray(batch.images[1], dtype=int), np.asarray(single.images[0], dtype=int)
+    # Batched convolutions may differ in the last float bits from single ones; the noise itself is identical.
+    assert np.abs(a - b).max() <= 2
+    assert "Seed: 1235" in batch.infotexts[1]
+
+
+def test_seed_minus_one_is_recorded(engine):
+    res = engine.generate(GenerationParams(**{**SMALL, "seed": -1}), save=False)
+    assert 0 <= res.seeds[0] <= 4294967294
+    assert f"Seed: {res.seeds[0]}," in res.infotexts[0]
+
+
+class UNetSpy:
+    def __init__(self, unet):
+        self.unet, self.calls = unet, []
+        self.forward = unet.forward
+
+    def __enter__(self):
+        def spy(sample, timestep, encoder_hidden_states=None, **kw):
+            self.calls.append((sample.detach().clone(), timestep.detach().clone(), encoder_hidden_states.shape))
+            return self.forward(sample, timestep, encoder_hidden_states=encoder_hidden_states, **kw)
+        self.unet.forward = spy
+        return self
+
+    def __exit__(self, *exc):
+        self.unet.forward = self.forward
+
+
+def test_first_latent_is_noise_times_sigma_max_and_timesteps_are_fractional(engine):
+    p = GenerationParams(**{**SMALL, "steps": 4})
+    model = engine.load()
+    with UNetSpy(model.unet) as spy:
+        engine.generate(p, save=False)
+    sample, t, _ = spy.calls[0]
+    sigma_max = 14.614642
+    noise = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(1234))
+    # The UNet sees noise * sigma / sqrt(sigma^2 + 1) (A1111's CompVisDenoiser input scaling).
+    expected = noise * sigma_max / (sigma_max ** 2 + 1) ** 0.5
+    assert torch.allclose(sample[:1], expected, atol=1e-4)
+    assert abs(float(t[0]) - 999.0) < 1e-3
+    ts = [float(c[1][0]) for c in spy.calls]
+    assert any(abs(x - round(x)) > 1e-3 for x in ts), ts  # diffusers' schedulers would round these
+
+
+def test_cond_and_uncond_of_different_length_are_separate_unet_calls(engine):
+    long_prompt = ", ".join(["masterpiece"] * 60)  # > 75 tokens: two chunks
+    model = engine.load()
+    with UNetSpy(model.unet) as spy:
+        engine.generate(GenerationParams(**{**SMALL, "prompt": long_prompt, "steps": 1}), save=False)
+    assert [c[2][:2] for c in spy.calls] == [(1, 154), (1, 77)]
+    with UNetSpy(model.unet) as spy:
+        engine.generate(GenerationParams(**{**SMALL, "steps": 1}), save=False)
+    assert [c[2][:2] for c in spy.calls] == [(2, 77)]
+
+
+def test_documented_hires_recipe_size(engine):
+    p = GenerationParams(**{**SMALL, "width": 672, "height": 1056, "steps": 1, "enable_hires": True,
+                            "hires_scale": 1.6, "hires_steps": 1, "denoising_strength": 0.6})
+    res = engine.generate(p, save=False)
+    assert res.images[0].size == (1072, 1688)
+    assert "Hires upscale: 1.6" in res.infotexts[0] and "Size: 672x1056" in res.infotexts[0]
+
+
+def test_hires_runs_hires_steps_of_a_longer_schedule(engine):
+    p = GenerationParams(**{**SMALL, "steps": 2, "enable_hires": True, "hires_scale": 1.5, "hires_steps": 3,
+                            "denoising_strength": 0.6, "hires_upscaler": "Latent (nearest-exact)"})
+    events = []
+    res = engine.generate(p, save=False, progress=events.append)
+    assert res.images[0].size == (96, 96)
+    assert [(e.pass_name, e.step, e.total) for e in events] == [
+        ("first", 1, 2), ("first", 2, 2), ("hires", 1, 3), ("hires", 2, 3), ("hires", 3, 3)]
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "Euler", "Heun", "DPM2", "DPM++ SDE Karras",
+                                     "DPM++ 2M SDE Karras", "DDIM", "DPM++ 2M"])
+def test_every_sampler_generates_reproducibly(engine, sampler):
+    p = GenerationParams(**{**SMALL, "sampler": sampler, "steps": 3})
+    a = engine.generate(p, save=False).images[0]
+    b = engine.generate(p, save=False).images[0]
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_interrupt_keeps_finished_images(engine):
+    control = Control()
+    seen = []
+
+    def progress(ev):
+        seen.append(ev)
+        if ev.image_index == 1:
+            control.interrupt()
+
+    res = engine.generate(GenerationParams(**{**SMALL, "batch_count": 3}), progress=progress, control=control)
+    assert res.interrupted and len(res.paths) == 1 and res.seeds == (1234,)
+
+
+def test_skip_moves_to_the_next_batch(engine):
+    control = Control()
+
+    def progress(ev):
+        if ev.image_index == 0:
+            control.skip()
+
+    res = engine.generate(GenerationParams(**{**SMALL, "batch_count": 2}), progress=progress, control=control,
+                          save=False)
+    assert res.seeds == (1235,) and not res.interrupted
+
+
+def test_uint8_by_truncation_not_rounding():
+    x = torch.full((1, 3, 1, 1), (0.9999 / 255.0) * 2 - 1)  # 0.9999 of a level above 0
+    assert np.asarray(to_uint8_images(x)[0])[0, 0, 0] == 0
+    x = torch.full((1, 3, 1, 1), 1.0)
+    assert np.asarray(to_uint8_images(x)[0])[0, 0, 0] == 255
+
+
+def test_unknown_checkpoint_and_bad_vae_name_write_nothing(engine, folders):
+    with pytest.raises(CreationMixError, match="not found"):
+        engine.generate(GenerationParams(**{**SMALL, "checkpoint": "nope"}))
+    with pytest.raises(Exception, match="contains '..'"):
+        engine.generate(GenerationParams(**{**SMALL, "vae": "../../etc/x"}))
+    assert not list(folders.outputs_dir.rglob("*.png"))
+
+
+def test_switching_checkpoints_frees_the_previous(engine, folders):
+    from creationmix.models.tiny import write_tiny_checkpoint
+    write_tiny_checkpoint(folders.checkpoint_dirs[0] / "other.safetensors", seed=5)
+    first = engine.load("tiny")
+    assert engine.load("tiny") is first  # cached
+    second = engine.load("other")
+    assert second is not first and engine.model is second
+    res = engine.generate(GenerationParams(**{**SMALL, "checkpoint": "other"}), save=False)
+    assert "Model: other" in res.infotexts[0]
+
+
+def test_params_validation_happens_before_work():
+    with pytest.raises(InvalidParameter):
+        GenerationParams(**{**SMALL, "width": 65})
