@@ -40,12 +40,14 @@ def test_scan_names_metadata_sidecar_preview(lora_dir):
     assert info.base_model_version == "sd_v1" and info.sd_version == "SD1"
     assert info.sd_model_name == "v1-5-pruned-emaonly.safetensors"
     assert info.trigger_tags[:3] == ["tinystyle", "1girl", "solo"]
-    assert info.preferred_weight == 0.7 and info.default_weight == 0.7
+    assert info.preferred_weight == 0.7 and info.sidecar_weight == 0.7 and info.base_model == "SD1"
     assert info.activation_text == "tinystyle, 1girl" and info.negative_text == "lowres"
     assert info.preview == lora_dir / "style.preview.png"
     assert info.tensor_count == 3
     assert lib.resolve("chars/alice").preview == lora_dir / "chars" / "alice.png"
     assert lib.resolve("legacy").metadata == {} and lib.resolve("legacy").error is None
+    assert lib.resolve("legacy").base_model == "" and lib.resolve("legacy").preferred_weight == 1.0
+    assert [i.name for i in lib.scan()] == lib.names()
 
 
 def test_metadata_read_without_loading_tensors(lora_dir, monkeypatch):
@@ -67,7 +69,7 @@ def test_preferred_weight_zero_means_unset(tmp_path):
     write_lora(tmp_path / "a.safetensors", _sd())
     write_sidecar(tmp_path / "a.safetensors", preferred_weight=0)
     info = LoraLibrary(tmp_path).resolve("a")
-    assert info.preferred_weight is None and info.default_weight == 1.0
+    assert info.sidecar_weight is None and info.preferred_weight == 1.0
 
 
 def test_duplicates_reported_and_addressable(lora_dir):

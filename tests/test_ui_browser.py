@@ -129,8 +129,11 @@ def _gallery_srcs(pg) -> list[str]:
     return pg.locator("#cm_gallery img").evaluate_all("els => els.map(e => e.src)")
 
 
-def _generate(pg, server, previous: Path | None) -> Path:
-    pg.locator("#cm_generate").click()
+def _generate(pg, server, previous: Path | None, *, keyboard: bool = False) -> Path:
+    if keyboard:  # A1111's Ctrl+Enter in the prompt box
+        pg.locator("#cm_prompt textarea").press("Control+Enter")
+    else:
+        pg.locator("#cm_generate").click()
     deadline = time.monotonic() + GENERATE_TIMEOUT_MS / 1000
     while time.monotonic() < deadline:
         newest = _newest_png(server["data_dir"])
@@ -186,7 +189,7 @@ def test_preset_generate_error_and_recover(page, server):
 
     # ... and the next valid run works.
     _set_number(pg, "cm_width", 144)
-    second = _generate(pg, server, first)
+    second = _generate(pg, server, first, keyboard=True)
     with Image.open(second) as im:
         assert im.size == (216, 288) and "Size: 144x192" in im.info["parameters"]
     pg.screenshot(path=str(ARTIFACTS / "ui-4-recovered.png"), full_page=True)

@@ -299,3 +299,21 @@ def test_ui_package_imports_no_torch():
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_share_failure_is_one_line_and_keeps_serving(monkeypatch, capsys):
+    from gradio import networking
+
+    from creationmix.ui.launcher import try_share
+
+    def offline(**kw):
+        raise RuntimeError("Could not get share link from Gradio API Server.\nmore detail")
+    monkeypatch.setattr(networking, "setup_tunnel", offline)
+
+    class FakeBlocks:
+        share_token = "t"
+        share_url = None
+        share = False
+    assert try_share(FakeBlocks(), "127.0.0.1", 7860) is None
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "serving locally only" in out

@@ -105,7 +105,7 @@ class LoraInfo:
     metadata: dict[str, str] = field(default_factory=dict)  # raw safetensors __metadata__
     tensor_count: int = 0
     # A1111 user-metadata sidecar <stem>.json
-    preferred_weight: float | None = None  # A1111 writes 0 for "not set": kept as None
+    sidecar_weight: float | None = None  # the sidecar's "preferred weight"; A1111 writes 0 for "not set": None
     activation_text: str = ""
     negative_text: str = ""
     sidecar_sd_version: str | None = None
@@ -160,8 +160,17 @@ class LoraInfo:
         return _sd_version_from_base(self.base_model_version) or "Unknown"
 
     @property
-    def default_weight(self) -> float:
-        return self.preferred_weight if self.preferred_weight is not None else 1.0
+    def preferred_weight(self) -> float:
+        """The weight `<lora:name>` means and a card click inserts: the sidecar's, else 1."""
+        return self.sidecar_weight if self.sidecar_weight is not None else 1.0
+
+    default_weight = preferred_weight
+
+    @property
+    def base_model(self) -> str:
+        """Short family label for cards and search ("SD1", "SD2", "SDXL"), "" when unknown."""
+        v = self.sd_version
+        return "" if v == "Unknown" else v
 
     @property
     def hash(self) -> str:
@@ -205,7 +214,7 @@ def _read_sidecar(info: LoraInfo) -> None:
     if not isinstance(data, dict):
         return
     w = _float(data.get("preferred weight"))
-    info.preferred_weight = w if w else None
+    info.sidecar_weight = w if w else None
     info.activation_text = str(data.get("activation text") or "")
     info.negative_text = str(data.get("negative text") or "")
     info.sidecar_sd_version = str(data["sd version"]) if data.get("sd version") else None
@@ -277,6 +286,11 @@ class LoraLibrary:
             self._by_name.setdefault(p.stem, info)
             if info.output_name:
                 self._by_alias.setdefault(info.output_name, info)
+
+    def scan(self) -> list[LoraInfo]:
+        """Re-read the folders and return every entry (broken files included, with `error` set)."""
+        self.refresh()
+        return list(self.items)
 
     def names(self) -> list[str]:
         return [i.name for i in self.items]

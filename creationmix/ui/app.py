@@ -30,6 +30,18 @@ CSS = """
 """
 
 
+# A1111's shortcut: Ctrl+Enter in a prompt box generates (Enter alone must stay a newline).
+HEAD = """<script>
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && e.target.closest
+      && e.target.closest("#cm_prompt, #cm_negative_prompt, #cm_hires_prompt, #cm_hires_negative_prompt")) {
+    e.preventDefault();
+    document.querySelector("#cm_generate")?.click();
+  }
+});
+</script>"""
+
+
 class Studio:
     """Builds the Blocks and owns the per-session generation controls (Interrupt / Skip)."""
 
@@ -243,8 +255,6 @@ class Studio:
         self.generate_btn.click(self._generate, inputs_kwargs=f, outputs=gen_outputs,
                                       api_name="generate_ui", api_visibility="undocumented",
                                       concurrency_limit=1, concurrency_id=GENERATION_CONCURRENCY_ID)
-        f["prompt"].submit(self._generate, inputs_kwargs=f, outputs=gen_outputs, api_visibility="private",
-                           concurrency_limit=1, concurrency_id=GENERATION_CONCURRENCY_ID)
         gr.api(self.api_generate, api_name="generate", concurrency_limit=1,
                concurrency_id=GENERATION_CONCURRENCY_ID)
         self.interrupt_btn.click(self._interrupt, queue=False, api_visibility="private")

@@ -95,7 +95,7 @@ def try_share(blocks, host: str, port: int) -> str | None:
         url = networking.setup_tunnel(local_host=host, local_port=port, share_token=blocks.share_token,
                                       share_server_address=None, share_server_tls_certificate=None)
     except Exception as e:  # no network, blocked binary download, ...
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        reason = (str(e).splitlines() or [type(e).__name__])[0].rstrip(".")
         print(f"Could not create a share link ({reason}); serving locally only.", flush=True)
         return None
     blocks.share_url = url
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    from .app import CSS, build_ui
+    from .app import CSS, HEAD, build_ui
 
     blocks, studio = build_ui(service)
     blocks.queue(max_size=args.max_queue, default_concurrency_limit=1)
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     blocks.launch(server_name=host, server_port=port, auth=args.auth_pairs or None,
                   auth_message="CreationMix: log in" if args.auth_pairs else None,
                   allowed_paths=[str(outputs), *studio.allowed_paths], share=False, prevent_thread_lock=True,
-                  show_error=True, ssr_mode=False, quiet=True, css=CSS)
+                  show_error=True, ssr_mode=False, quiet=True, css=CSS, head=HEAD)
     print(f"CreationMix running on http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
           + (" (listening on all interfaces)" if args.listen else ""), flush=True)
     if args.share:
