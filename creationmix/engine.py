@@ -311,11 +311,7 @@ class Engine:
     def _decode(self, model: LoadedModel, latent: torch.Tensor, warnings: list[str]) -> list[Image.Image]:
         vae = model.vae
         scaled = latent / vae.config.scaling_factor
-        if self.tiled_vae:
-            vae.enable_tiling()
-        else:
-            vae.disable_tiling()
-        decoded = vae.decode(scaled.to(vae.dtype), return_dict=False)[0]
+        decoded = self._vae_decode(vae, scaled, tiled=self.tiled_vae, warnings=warnings)
         if torch.isnan(decoded).any() and vae.dtype != torch.float32:
             # A1111 --no-half-vae behaviour: fp16 VAEs overflow on some latents; decode again in fp32.
             msg = "VAE produced NaNs in fp16; decoded again in fp32"
@@ -323,10 +319,26 @@ class Engine:
             warnings.append(msg)
             vae.to(torch.float32)
             try:
-                decoded = vae.decode(scaled.float(), return_dict=False)[0]
+                decoded = self._vae_decode(vae, scaled, tiled=self.tiled_vae, warnings=warnings)
             finally:
                 vae.to(model.dtype)
         return to_uint8_images(decoded)
+
+    def _vae_decode(self, vae, scaled: torch.Tensor, *, tiled: bool, warnings: list[str]) -> torch.Tensor:
+        """Whole-image decode, or tiled on request or when the whole image does not fit the device."""
+        try:
+            vae.enable_tiling() if tiled else vae.disable_tiling()
+            return vae.decode(scaled.to(vae.dtype), return_dict=False)[0]
+        except torch.cuda.OutOfMemoryError:
+            if tiled:
+                raise
+            torch.cuda.empty_cache()
+            msg = "VAE decode did not fit in GPU memory; decoded in tiles"
+            log.warning(msg)
+            warnings.append(msg)
+            return self._vae_decode(vae, scaled, tiled=True, warnings=warnings)
+        finally:
+            vae.disable_tiling()
 
     def _reporter(self, progress, batch_no: int, batch_count: int, preview_every: int):
         start = time.monotonic()

@@ -36,6 +36,7 @@ class Service:
             self._build_demo()
         self._engine = None
         self._engine_lock = threading.Lock()
+        self._tokenizer = None
 
     # -- models ---------------------------------------------------------------------------------------------
     def _build_demo(self) -> None:
@@ -81,7 +82,7 @@ class Service:
 
     def list_presets(self) -> list[PresetCard]:
         return [PresetCard(id=p.id, title=p.title, description=p.description, params=p.to_params(),
-                           thumbnail=p.example_path(self.presets_dir)) for p in self._presets()]
+                           thumbnail=p.example_path) for p in self._presets()]
 
     def save_preset(self, params: GenerationParams, title: str) -> Path:
         from .presets import save_preset
@@ -113,8 +114,10 @@ class Service:
 
     def token_count(self, text: str) -> tuple[int, int]:
         from .lora.tags import extract_lora_tags
-        from .prompt.encoder import count_tokens
-        return count_tokens(extract_lora_tags(text)[0], embeddings=self.engine.embeddings)
+        from .prompt.encoder import count_tokens, default_tokenizer
+        if self._tokenizer is None:  # loading the tokenizer costs more than counting: once per service
+            self._tokenizer = default_tokenizer()
+        return count_tokens(extract_lora_tags(text)[0], embeddings=self.engine.embeddings, tokenizer=self._tokenizer)
 
     def banner(self) -> str | None:
         if self._demo and all(n == DEMO_NAME for n in self.list_checkpoints()):

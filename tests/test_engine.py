@@ -186,3 +186,15 @@ def test_switching_checkpoints_frees_the_previous(engine, folders):
 def test_params_validation_happens_before_work():
     with pytest.raises(InvalidParameter):
         GenerationParams(**{**SMALL, "width": 65})
+
+
+def test_tiled_vae_on_request_gives_an_image_of_the_same_size(folders):
+    tiled = Engine(folders, device="cpu", precision="fp32", tiled_vae=True)
+    res = tiled.generate(GenerationParams(**SMALL), save=False)
+    assert res.images[0].size == (64, 64)
+
+
+def test_progress_reports_previews_on_request(engine):
+    events = []
+    engine.generate(GenerationParams(**SMALL), save=False, progress=events.append, preview_every=1)
+    assert all(e.preview is not None and e.preview.size == (8, 8) for e in events)

@@ -12,7 +12,7 @@ from creationmix.pnginfo import read_parameters
 from creationmix.service_api import Control
 from creationmix.xyz.cli import load_preset_by_id
 from creationmix.xyz.plot import WorkCounter
-from creationmix.xyz.previews import preview_path, run_previews
+from creationmix.xyz.previews import preview_path, run_previews, select_loras
 from lora_fixtures import kohya_lora, loha_fake, write_garbage, write_lora, write_sidecar
 
 SMALL = dict(steps=2, width=64, height=64, enable_hires=False, sampler="Euler")
@@ -131,8 +131,9 @@ def test_missing_only_and_lora_dir_selection(engine, preset, folders, library, t
     report = run(engine, preset, folders, lora_dir=sub)
     assert [o.name for o in report.outcomes] == ["delta"] and report.done
     assert (sub / "delta.preview.png").is_file()
-    missing = run(engine, preset, folders, missing_only=True, names=None)
-    assert "gamma" not in [o.name for o in missing.outcomes] and "delta" not in [o.name for o in missing.outcomes]
+    engine.lora_library.refresh()
+    missing = [i.name for i in select_loras(engine.lora_library, missing_only=True)]
+    assert missing == ["alpha", "beta", "broken", "loha"]  # gamma has gamma.png, delta its new preview
 
 
 def test_preset_without_slot_refused(engine, folders, library):

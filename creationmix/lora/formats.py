@@ -17,11 +17,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ..errors import LoraError
+
+if TYPE_CHECKING:  # detection is torch-free so the library listing can use it; conversion imports torch
+    import torch
+    from torch import nn
 
 # Marker (substring of a key) -> type name, checked before anything else.
 _UNSUPPORTED = (
@@ -49,7 +51,7 @@ _LDM_KEY = re.compile(r"^lora_unet_(input_blocks|middle_block|output_blocks)_")
 
 
 def _shape(v) -> tuple[int, ...]:
-    if isinstance(v, torch.Tensor):
+    if hasattr(v, "shape"):
         return tuple(v.shape)
     if isinstance(v, Mapping):  # a safetensors header entry
         return tuple(v.get("shape", ()))
@@ -131,6 +133,8 @@ def detect_format(shapes: Mapping[str, object], name: str = "LoRA") -> FormatInf
 def load_lora_file(path: Path, name: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(state dict, safetensors metadata). `.pt`/`.ckpt` go through torch.load(weights_only=True): no pickled code.
     Any failure is a LoraError naming the file."""
+    import torch
+
     path = Path(path)
     name = name or path.name
     if path.suffix.lower() == ".safetensors":
@@ -166,6 +170,8 @@ _RESNET_SUB = {"conv1": "in_layers.2", "conv2": "out_layers.3", "time_emb_proj":
 
 def lora_targets(model: nn.Module) -> dict[str, nn.Module]:
     """name -> Linear/Conv2d layer, peft wrappers seen through (their base_layer stands for them)."""
+    from torch import nn
+
     out: dict[str, nn.Module] = {}
     for name, mod in model.named_modules():
         if not isinstance(mod, (nn.Linear, nn.Conv2d)):
@@ -307,6 +313,8 @@ def _group(state_dict: Mapping[str, torch.Tensor], fmt: FormatInfo, name: str) -
 
 def _fit(t: torch.Tensor, mod: nn.Module, role: str) -> torch.Tensor | None:
     """Reshape a down/up matrix to what peft builds for this layer, or None when it cannot fit."""
+    from torch import nn
+
     if isinstance(mod, nn.Conv2d):
         if t.ndim == 2:
             t = t[:, :, None, None]
@@ -328,6 +336,8 @@ def _fit(t: torch.Tensor, mod: nn.Module, role: str) -> torch.Tensor | None:
 def convert(state_dict: Mapping[str, torch.Tensor], table: TargetTable, name: str = "LoRA",
             fmt: FormatInfo | None = None) -> ConvertedLora:
     """Validate a LoRA state dict against the model's layers and convert it. Touches nothing but its input."""
+    import torch
+
     fmt = fmt or detect_format(state_dict, name)
     model_base = _BASE_BY_CONTEXT.get(table.context_dim or 0)
     if fmt.base in ("SDXL", "SD2") and fmt.base != model_base:

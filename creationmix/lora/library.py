@@ -228,12 +228,22 @@ def _find_preview(path: Path) -> Path | None:
     return None
 
 
+def _check_kind(tensors: dict[str, dict], name: str) -> None:
+    """Flag, at listing time, files we will refuse anyway (LoHa, LoKr, ..., SDXL/SD2): the card shows why."""
+    from .formats import BASE_LABEL, detect_format
+
+    fmt = detect_format(tensors, f"LoRA {name}")
+    if fmt.base in ("SDXL", "SD2"):
+        raise LoraError(f"LoRA {name} was made for {BASE_LABEL[fmt.base]}; CreationMix runs SD 1.5 checkpoints")
+
+
 def read_lora_info(path: Path, name: str, rel: str) -> LoraInfo:
     info = LoraInfo(path=path, name=name, rel=rel)
     if path.suffix.lower() == ".safetensors":
         try:
             tensors, info.metadata = read_safetensors_header(path)
             info.tensor_count = len(tensors)
+            _check_kind(tensors, name)
         except LoraError as e:
             info.error = str(e)
     _read_sidecar(info)
