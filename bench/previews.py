@@ -90,7 +90,6 @@ def main() -> None:
     with WorkCounter(engine) as work:
         t, res = timed(lambda: run_plot(engine, plan, save=False))
     n = sum(im is not None for im in res.images)
-    load_t = engine.timings  # noqa: F841  (last call's split; kept for debugging)
     want = expected_encodings([c.params for c in plan.cells])
     print(f"  sweep 6 strengths x 2 seeds: {n} images in {t:.2f} s = {t / n * 1000:.1f} ms / image "
           f"= {t / n / single:.2f}x a single txt2img (incl. checkpoint load); {len(plan.runs)} engine calls")
@@ -118,6 +117,15 @@ def main() -> None:
           f"(incl. checkpoint load, contact sheet)")
     print(f"    checkpoint loads {work.checkpoint_loads} (want 1), LoRA loads {work.lora_loads} (want {N_LORAS}), "
           f"prompt encodings {work.encodings} (want {want}), text-encoder passes {work.te_forwards}")
+    card = preview_params(preset, infos[0], overrides=small)
+    engine.generate(card, save=False)
+    card_single = statistics.median(timed(lambda: engine.generate(card, save=False))[0] for _ in range(args.repeats))
+    print(f"    the card's own txt2img (long prompt + LoRA, warm): {card_single * 1000:.1f} ms / image")
+    with WorkCounter(engine) as warm:
+        t2, _ = timed(lambda: run_previews(engine, preset, overrides=small, overwrite=True))
+    print(f"    warm re-run (checkpoint and LoRAs cached): {t2 / max(n, 1) * 1000:.1f} ms / image = "
+          f"{t2 / max(n, 1) / card_single:.2f}x the card's txt2img; LoRA loads {warm.lora_loads}, "
+          f"encodings {warm.encodings}")
     ok = work.checkpoint_loads == 1 and work.lora_loads == N_LORAS and work.encodings == want
     print("  OK" if ok else "  MISMATCH")
 

@@ -6,7 +6,8 @@ import torch
 from creationmix.errors import LoraError, PathError
 from creationmix.lora.formats import load_lora_file
 from creationmix.lora.library import LoraLibrary, read_safetensors_header, top_tags
-from lora_fixtures import KOHYA_METADATA, truncate, write_garbage, write_lora, write_sidecar
+from lora_fixtures import (KOHYA_METADATA, loha_fake, sd2_fake, sdxl_fake, truncate, write_garbage, write_lora,
+                           write_sidecar)
 
 
 def _sd(seed=0):
@@ -155,3 +156,24 @@ def test_top_tags_ignores_junk():
     freq = {"a": {"x": 3, "y": "2", "z": "bad"}, "b": {"x": 1, " ": 9}, "c": "nope"}
     assert top_tags(freq) == ["x", "y"]
     assert json.loads(KOHYA_METADATA["ss_tag_frequency"])
+
+
+def test_refused_kinds_flagged_when_listing(tmp_path):
+    write_lora(tmp_path / "loha.safetensors", loha_fake())
+    write_lora(tmp_path / "xl.safetensors", sdxl_fake(), {"ss_base_model_version": "sdxl_base_v1-0"})
+    write_lora(tmp_path / "two.safetensors", sd2_fake())
+    write_lora(tmp_path / "notlora.safetensors", {"model.diffusion_model.x.weight": torch.zeros(2)})
+    lib = LoraLibrary(tmp_path)
+    assert "LoHa LoRAs are not supported yet" in lib.resolve("loha").error
+    assert "made for SDXL" in lib.resolve("xl").error and lib.resolve("xl").base_model == "SDXL"
+    assert "made for SD 2.x" in lib.resolve("two").error
+    assert "not a LoRA" in lib.resolve("notlora").error
+
+
+def test_listing_is_torch_free():
+    import subprocess
+    import sys
+
+    code = ("import sys, creationmix.lora as l, creationmix.lora.library, creationmix.lora.formats; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -225,9 +225,12 @@ def test_corrupt_file_leaves_model_as_it_was(manager, model, loras, tmp_path):
     (tmp_path / "Lora" / "junk.safetensors").write_bytes(b"garbage")
     write_lora(tmp_path / "Lora" / "loha.safetensors", loha_fake())
     write_lora(tmp_path / "Lora" / "xl.safetensors", sdxl_fake())
+    write_lora(tmp_path / "Lora" / "xl_pickle.pt", sdxl_fake())  # no header: refused when converting
+    write_lora(tmp_path / "Lora" / "loha_pickle.pt", loha_fake())
     manager.library.refresh()
     cases = {"cut": "truncated", "junk": "truncated", "loha": "LoHa LoRAs are not supported yet",
-             "xl": "made for SDXL, this checkpoint is SD 1.5"}
+             "xl": "made for SDXL", "xl_pickle": "made for SDXL, this checkpoint is SD 1.5",
+             "loha_pickle": "LoHa LoRAs are not supported yet"}
     for name, msg in cases.items():
         with pytest.raises(LoraError, match=msg):
             manager.activate([LoraRequest("other", 1.0), LoraRequest(name, 1.0)])
@@ -252,6 +255,26 @@ def test_failure_inside_diffusers_deletes_partial_adapter(manager, model, monkey
     monkeypatch.undo()
     manager.activate([LoraRequest("full", 1.0)])
     assert manager.load_count == 2
+
+
+def test_failure_on_second_new_lora_removes_the_first_too(manager, model, monkeypatch):
+    manager.activate([LoraRequest("unet_only", 0.6)])
+    before = _snapshot(model)
+    real = type(model.pipe).load_lora_weights
+    calls = []
+
+    def second_fails(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("simulated failure on the second file")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(type(model.pipe), "load_lora_weights", second_fails)
+    with pytest.raises(LoraError, match="second file"):
+        manager.activate([LoraRequest("full", 1.0), LoraRequest("other", 1.0)])
+    after = _snapshot(model)
+    assert torch.equal(after[0], before[0]) and torch.equal(after[1], before[1]) and after[2] == before[2]
+    assert manager.cached == ["unet_only"]
 
 
 def test_names_resolve_inside_folders_only(manager):

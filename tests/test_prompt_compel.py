@@ -8,8 +8,6 @@ from creationmix.prompt.conditioning import build_conditioning
 from creationmix.prompt.embeddings import EmbeddingLibrary
 from creationmix.prompt.encoder import PromptEncoder
 
-BOS, EOS = 49406, 49407
-
 
 @pytest.fixture(scope="module")
 def comps():

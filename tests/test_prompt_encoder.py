@@ -103,9 +103,13 @@ def test_clip_skip(comps, enc, clip_skip):
         assert not torch.allclose(z, enc.encode("a red cat", clip_skip=1), atol=1e-3)
 
 
-def test_clip_skip_out_of_range(enc):
+def test_clip_skip_beyond_the_layers_is_clamped(enc, caplog):
+    # the tiny CLIP has 3 layers; SD 1.5 has 12, A1111's whole range
+    with caplog.at_level("WARNING"):
+        z = enc.encode("a b", clip_skip=9)
+    assert torch.equal(z, enc.encode("a b", clip_skip=3))
     with pytest.raises(InvalidParameter, match="clip skip"):
-        enc.encode("a", clip_skip=9)
+        enc.encode("a", clip_skip=0)
 
 
 def _weights(positions: dict[int, float]) -> torch.Tensor:

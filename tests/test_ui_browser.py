@@ -150,7 +150,13 @@ def test_preset_generate_error_and_recover(page, server):
     from PIL import Image
 
     pg = page
-    pg.locator("#cm_presets").get_by_text("In general", exact=True).first.click()
+    card = pg.locator("#cm_presets").get_by_text("In general", exact=True).first
+    try:
+        card.wait_for(timeout=20_000)
+    except Exception:
+        pg.screenshot(path=str(ARTIFACTS / "ui-no-preset.png"), full_page=True)
+        pytest.fail("no 'In general' preset card; server log:\n" + server["log"].read_text(errors="replace")[-3000:])
+    card.click()
     expect_seed = "106059479"
     pg.wait_for_function("() => document.querySelector('#cm_seed input').value === '106059479'")
     assert pg.locator("#cm_seed input").input_value() == expect_seed

@@ -1,7 +1,6 @@
 """X/Y/Z plots and strength sweeps on the real engine with the tiny checkpoint and tiny LoRAs (64x64, 2 steps)."""
 from __future__ import annotations
 
-import argparse
 import shutil
 
 import numpy as np
@@ -145,3 +144,17 @@ def test_cli_bad_axis_value_fails_before_loading(data_dir, tmp_path):
     with pytest.raises(InvalidParameter, match=r"X axis \(Steps\).*'abc'"):
         _cli(["xyz", "--data-dir", str(data_dir), "--x-type", "Steps", "--x-values", "2, abc",
               "--out", str(tmp_path)])
+
+
+def test_cli_sweep_fills_the_preset_slot(data_dir, tmp_path, capsys):
+    rc = _cli(["xyz", "--data-dir", str(data_dir), "--device", "cpu", "--preset", "lora-preview", "--sweep",
+               "style", "--strengths", "0, 1", "--seeds", "1", "--steps", "2", "--width", "64", "--height", "64",
+               "--no-hires", "--sampler", "Euler", "--out", str(tmp_path), "--no-progress"])
+    assert rc == 0
+    paths = capsys.readouterr().out.split()
+    assert len(paths) == 3
+    texts = [read_parameters(p) for p in paths if "txt2img-images" in p]
+    assert "<lora:" not in texts[0].split("\n")[0]  # base model: the slot's default LoRA is not there either
+    assert texts[1].split("\n")[0].endswith("<lora:style:1>")
+    grid = parse_infotext(read_parameters(next(p for p in paths if "grids" in p))).params
+    assert dict(grid.extra)["Script"] == "LoRA strength sweep"

@@ -234,7 +234,7 @@ def _check_kind(tensors: dict[str, dict], name: str) -> None:
 
     fmt = detect_format(tensors, f"LoRA {name}")
     if fmt.base in ("SDXL", "SD2"):
-        raise LoraError(f"LoRA {name} was made for {BASE_LABEL[fmt.base]}; CreationMix runs SD 1.5 checkpoints")
+        raise LoraError(f"LoRA {name} was made for {BASE_LABEL[fmt.base]}, CreationMix runs SD 1.5 checkpoints")
 
 
 def read_lora_info(path: Path, name: str, rel: str) -> LoraInfo:

@@ -131,7 +131,7 @@ class LoraManager:
                     log.warning(msg)
         except Exception:
             for key in [k for k, a in self._cache.items() if a.adapter in loaded_now]:
-                del self._cache[key]
+                self._delete(self._cache.pop(key).adapter)  # loaded fine, but this call as a whole failed
             self._membership = self._scale_plan = None
             self._apply(self.active)  # peft activates what it loads: restore what was on before
             raise

@@ -98,7 +98,8 @@ def build_conditioning(encoder: PromptEncoder, prompt: str, negative_prompt: str
     return PromptConditioning(parts, uncond, used_embeddings=used, syntax=syntax)
 
 
-def prompt_token_count(encoder: PromptEncoder, text: str, steps: int = 20, emphasis: str = "Original") -> tuple[int, int]:
+def prompt_token_count(encoder: PromptEncoder, text: str, steps: int = 20,
+                       emphasis: str = "Original") -> tuple[int, int]:
     """A1111's UI counter with a loaded model: the longest AND part / schedule variant."""
     from .encoder import target_token_count
     _, flat, _ = get_multicond_prompt_list([text])

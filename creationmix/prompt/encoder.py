@@ -21,6 +21,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 
@@ -150,16 +151,26 @@ def apply_emphasis(z: torch.Tensor, multipliers: torch.Tensor, emphasis: str) ->
 
 
 _hook_lock = threading.RLock()
+_warned: set[str] = set()
+
+
+def _warn_once(msg: str) -> None:
+    if msg not in _warned:
+        _warned.add(msg)
+        log.warning(msg)
 
 
 def run_text_encoder(text_encoder, input_ids: torch.Tensor, fixes: list[list[tuple[int, torch.Tensor]]] | None,
                      clip_skip: int, attention_mask: torch.Tensor | None = None):
     """(z, outputs): z = final_layer_norm(hidden_states[-clip_skip]); `fixes[b]` = [(position, (n, D)), ...]
     rows of the token embeddings of batch item b replaced for this call only."""
-    n_states = text_encoder.config.num_hidden_layers + 1
-    if not 1 <= clip_skip <= n_states:
-        raise InvalidParameter(f"clip skip {clip_skip} is out of range for this text encoder "
-                               f"({n_states - 1} layers): use 1 to {n_states - 1}")
+    layers = int(text_encoder.config.num_hidden_layers)
+    if clip_skip < 1:
+        raise InvalidParameter(f"clip skip must be at least 1, got {clip_skip}")
+    if clip_skip > layers:
+        # Only small test/demo encoders have fewer layers than A1111's clip skip range (SD 1.5 has 12).
+        _warn_once(f"clip skip {clip_skip} exceeds the text encoder's {layers} layers; using {layers}")
+        clip_skip = layers
     emb_layer = text_encoder.embeddings.token_embedding
     handle = None
 
@@ -286,13 +297,25 @@ class PromptEncoder:
         return torch.cat(zs, dim=1), used
 
 
+TOKENIZER_DIR = Path(__file__).resolve().parent.parent / "resources" / "sd15" / "tokenizer"
+
+
 @lru_cache(maxsize=1)
 def default_tokenizer():
-    """The CLIP tokenizer shipped with the package (works without a loaded model)."""
+    """The SD 1.5 CLIP tokenizer shipped with the package (works without a loaded model)."""
     from transformers import CLIPTokenizer
+    return CLIPTokenizer.from_pretrained(TOKENIZER_DIR)
 
-    from ..models.tiny import RESOURCES
-    return CLIPTokenizer.from_pretrained(RESOURCES / "tokenizer")
+
+_counter_matcher: dict = {}
+
+
+def _matcher_for_counting(embeddings: EmbeddingLibrary, tokenizer) -> EmbeddingMatcher:
+    key = (id(embeddings), id(tokenizer), embeddings.signature)
+    if key not in _counter_matcher:
+        _counter_matcher.clear()
+        _counter_matcher[key] = embeddings.matcher(tokenizer)
+    return _counter_matcher[key]
 
 
 def count_tokens(text: str, *, embeddings: EmbeddingLibrary | None = None, tokenizer=None, steps: int = 20,
@@ -302,9 +325,10 @@ def count_tokens(text: str, *, embeddings: EmbeddingLibrary | None = None, token
     from .schedule import get_learned_conditioning_prompt_schedules, get_multicond_prompt_list
 
     tokenizer = tokenizer or default_tokenizer()
+    matcher = None
     if embeddings is not None:
         embeddings.reload()
-    matcher = embeddings.matcher(tokenizer) if embeddings is not None else None
+        matcher = _matcher_for_counting(embeddings, tokenizer)
     builder = ChunkBuilder(tokenizer, matcher)
     _, flat, _ = get_multicond_prompt_list([text])
     schedules = get_learned_conditioning_prompt_schedules(flat, steps)

@@ -16,7 +16,7 @@ from ..params import (EMPHASIS_MODES, PROMPT_SYNTAXES, RNG_SOURCES, SAMPLERS, SC
                       GenerationParams)
 from ..service_api import Control, ServiceAPI
 from . import handlers as h
-from .fields import FIELD_NAMES, SAME_SAMPLER, fields_from_params
+from .fields import FIELD_NAMES, SAME_SAMPLER
 
 MAX_LORA_SLIDERS = 8
 log = logging.getLogger("creationmix.ui")
@@ -80,7 +80,6 @@ class Studio:
     def build(self) -> gr.Blocks:
         svc = self.service
         d = GenerationParams()
-        f = self.f
         checkpoints = svc.list_checkpoints()
         self.presets = self._startup_list(svc.list_presets, "presets")
         self.loras = self._startup_list(svc.list_loras, "LoRAs")

@@ -41,11 +41,13 @@ def _overrides(args) -> dict:
     return {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
 
 
-def params_from_args(args) -> GenerationParams:
-    """Preset, then --params, then explicit flags (later sources override earlier ones)."""
+def params_from_args(args, lora: str | None = None) -> GenerationParams:
+    """Preset, then --params, then explicit flags (later sources override earlier ones). A preset with a LoRA
+    slot gets `lora` in its slot when given (the sweep's LoRA), else its default LoRA."""
     base = GenerationParams()
     if getattr(args, "preset", None):
-        base = load_preset_by_id(args.preset).to_params()
+        preset = load_preset_by_id(args.preset)
+        base = preset.fill_lora(lora, 1.0) if lora and preset.has_lora_slot else preset.to_params()
     if getattr(args, "params", None):
         from ..infotext import parse_infotext
         try:
@@ -123,7 +125,7 @@ def cmd_xyz(args) -> int:
     from .plot import parse_axes, plan_strength_sweep, plan_xyz, run_plot
 
     args.folders = _folders(args)
-    base = params_from_args(args)
+    base = params_from_args(args, lora=args.sweep)
     engine = _engine(args)
     check = dict(check_checkpoint=engine.checkpoint_path, check_lora=engine.lora_library.resolve,
                  allow_large=args.allow_large, max_batch=args.max_batch)

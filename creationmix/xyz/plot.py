@@ -93,8 +93,9 @@ class PlotPlan:
         varied = {a.kind.infotext_field for a in self.axes if a is not None}
         p = self.base
         parts = []
+        schedule = f" {p.schedule}" if p.schedule != "Automatic" else ""
         for field_name, text in (("steps", f"Steps: {p.steps}"),
-                                 ("sampler", f"Sampler: {p.sampler}" + (f" {p.schedule}" if p.schedule != "Automatic" else "")),
+                                 ("sampler", f"Sampler: {p.sampler}{schedule}"),
                                  ("cfg_scale", f"CFG scale: {format_value(float(p.cfg_scale))}"),
                                  ("seed", f"Seed: {p.seed}"),
                                  ("size", f"Size: {p.width}x{p.height}"),
@@ -469,3 +470,27 @@ class WorkCounter:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+
+
+def service_strength_sweep(service, params: GenerationParams | None, lora: str, strengths: str | Sequence[float],
+                           seeds: int | Sequence[int] = 2, *, preset_id: str | None = None,
+                           overrides: dict[str, Any] | None = None, progress=None,
+                           control: Control | None = None) -> PlotResult:
+    """What `Service.run_strength_sweep` delegates to (the UI's LoRA previews tab): plan, check names, run.
+
+    With `preset_id` the base is that card, its LoRA slot filled with `lora` (so a slot card sweeps the chosen
+    LoRA, not its default one); `overrides` then apply (e.g. a small size for a quick look)."""
+    engine = service.engine
+    if preset_id is not None:
+        from .cli import load_preset_by_id
+        preset = load_preset_by_id(preset_id, getattr(service, "presets_dir", None))
+        params = preset.fill_lora(lora, 1.0) if preset.has_lora_slot else preset.to_params()
+    if params is None:
+        raise InvalidParameter("a strength sweep needs parameters or a preset card")
+    if overrides:
+        params = params.replace(**overrides)
+    if params.checkpoint is None and getattr(service, "default_checkpoint", None):
+        params = params.replace(checkpoint=service.default_checkpoint)
+    plan = plan_strength_sweep(params, lora, strengths, seeds, check_lora=engine.lora_library.resolve,
+                               check_checkpoint=engine.checkpoint_path)
+    return run_plot(engine, plan, progress=progress, control=control)

@@ -287,7 +287,7 @@ def _weight_in(preview: Path, name: str, default: float | None) -> float | None:
     return default
 
 
-# -- contact sheet ------------------------------------------------------------------------------------------------------
+# -- contact sheet ----------------------------------------------------------------------------------------------
 def _fmt_weight(w: float | None) -> str:
     if w is None:
         return ""
@@ -365,3 +365,19 @@ figcaption{{font-size:13px;word-break:break-all}} figcaption span{{color:#666;di
 {chr(10).join(cards)}
 </main></body></html>
 """
+
+
+def service_lora_previews(service, preset_id: str, *, names: Sequence[str] | None = None, overwrite: bool = False,
+                          append_triggers: bool = False, overrides: dict[str, Any] | None = None,
+                          progress=None, control: Control | None = None) -> PreviewReport:
+    """What `Service.run_lora_previews` delegates to (the UI's LoRA previews tab): every LoRA of the configured
+    folders (or the named ones), contact sheet in outputs/lora-previews/."""
+    from .cli import load_preset_by_id
+    preset = load_preset_by_id(preset_id, getattr(service, "presets_dir", None))
+    overrides = dict(overrides or {})
+    if getattr(service, "default_checkpoint", None) and "checkpoint" not in overrides:
+        overrides["checkpoint"] = service.default_checkpoint
+    return run_previews(service.engine, preset, names=names or None, overwrite=overwrite,
+                        append_triggers=append_triggers, overrides=overrides,
+                        sheet_dir=Path(service.folders.outputs_dir, "lora-previews"), progress=progress,
+                        control=control)

@@ -1,0 +1,46 @@
+"""The LoRA previews tab builds (gradio, no torch in the UI) and its handlers drive the real service."""
+from __future__ import annotations
+
+import pytest
+
+gr = pytest.importorskip("gradio")
+
+from creationmix.service import Service  # noqa: E402
+from creationmix.ui.previews_tab import PreviewsTab  # noqa: E402
+from creationmix.xyz.plot import service_strength_sweep  # noqa: E402
+from creationmix.xyz.previews import service_lora_previews  # noqa: E402
+from lora_fixtures import kohya_lora, write_lora  # noqa: E402
+
+
+class XyzService(Service):
+    """The two methods the lead adds to Service, delegating to creationmix.xyz."""
+
+    def run_strength_sweep(self, params, lora, strengths, seeds=2, **kw):
+        return service_strength_sweep(self, params, lora, strengths, seeds, **kw)
+
+    def run_lora_previews(self, preset_id, **kw):
+        return service_lora_previews(self, preset_id, **kw)
+
+
+@pytest.fixture
+def service(folders, tiny_model):
+    write_lora(folders.lora_dirs[0] / "style.safetensors",
+               kohya_lora(tiny_model.pipe.unet, tiny_model.pipe.text_encoder, seed=1, conv=False))
+    return XyzService(folders, device="cpu", precision="fp32", demo_if_empty=False)
+
+
+def drain(gen):
+    out = list(gen)
+    return out[-1]
+
+
+def test_tab_builds_and_runs(service, folders):
+    tab = PreviewsTab(service)
+    with gr.Blocks():
+        tab.build()
+    assert tab.lora.choices and tab.preset.value == "lora-preview"
+    text, grid = drain(tab.sweep("lora-preview", "style", "0, 1", 1, 2, 64, False))
+    assert "2 cells and 1 grid" in text and grid.endswith(".png")
+    text, sheet = drain(tab.library("lora-preview", False, False, 2, 64, False))
+    assert text.startswith("1 done") and sheet.endswith("contact-sheet.png")
+    assert (folders.lora_dirs[0] / "style.preview.png").is_file()
