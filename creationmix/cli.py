@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("pnginfo", help="print the infotext of an image")
     i.add_argument("file", type=Path)
     i.set_defaults(func=cmd_pnginfo)
+    from .xyz.cli import add_previews_parser, add_xyz_parser
+    add_xyz_parser(sub)
+    add_previews_parser(sub)
     return parser
 
 

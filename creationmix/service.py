@@ -131,6 +131,14 @@ class Service:
             params = params.replace(checkpoint=self.default_checkpoint)
         return self.engine.generate(params, progress=progress, control=control, preview_every=4)
 
+    def run_strength_sweep(self, params: GenerationParams, lora: str, strengths, seeds: int = 2, **kw):
+        from .xyz.plot import service_strength_sweep
+        return service_strength_sweep(self, params, lora, strengths, seeds, **kw)
+
+    def run_lora_previews(self, preset_id: str, **kw):
+        from .xyz.previews import service_lora_previews
+        return service_lora_previews(self, preset_id, **kw)
+
 
 def _rel_name(path: Path, roots: list[Path]) -> str:
     for root in roots:

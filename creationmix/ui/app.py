@@ -95,6 +95,10 @@ class Studio:
                     self._generate_tab(d, checkpoints)
                 with gr.Tab("PNG Info", id="pnginfo", elem_id="cm_tab_pnginfo"):
                     self._pnginfo_tab()
+                if hasattr(svc, "run_lora_previews"):  # the fake service of the handler tests has no engine jobs
+                    with gr.Tab("LoRA previews", id="previews", elem_id="cm_tab_previews"):
+                        from .previews_tab import PreviewsTab
+                        PreviewsTab(svc, allow=self.allow).build()
             self._wire()
         return demo
 
