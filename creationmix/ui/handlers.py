@@ -10,7 +10,7 @@ import logging
 import queue
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import gradio as gr
 
@@ -142,24 +142,24 @@ def image_info(service: ServiceAPI, path: str | Path | None) -> str:
 _DONE = object()
 
 
-def stream_generation(service: ServiceAPI, params: GenerationParams,
-                      control: Control) -> Iterator[ProgressEvent]:
-    """Run service.generate in a worker thread, yielding its progress events; returns the GenerationResult.
+def stream_job(fn: Callable[..., Any], control: Control, **kw) -> Iterator:
+    """Run `fn(progress=..., control=..., **kw)` in a worker thread, yielding its progress events; returns its
+    result (re-raises its error).
 
-    If the consumer goes away (page closed, generator closed), the engine is interrupted and waited for, so the
+    If the consumer goes away (page closed, generator closed), the job is interrupted and waited for, so the
     one-at-a-time queue slot is not released while the GPU is still busy."""
     events: queue.Queue = queue.Queue()
     box: dict[str, Any] = {}
 
     def work() -> None:
         try:
-            box["result"] = service.generate(params, progress=events.put, control=control)
+            box["result"] = fn(progress=events.put, control=control, **kw)
         except BaseException as e:  # handed to the consumer thread
             box["error"] = e
         finally:
             events.put(_DONE)
 
-    worker = threading.Thread(target=work, name="creationmix-generate", daemon=True)
+    worker = threading.Thread(target=work, name="creationmix-job", daemon=True)
     worker.start()
     try:
         while (ev := events.get()) is not _DONE:
@@ -171,6 +171,12 @@ def stream_generation(service: ServiceAPI, params: GenerationParams,
     if "error" in box:
         raise box["error"]
     return box["result"]
+
+
+def stream_generation(service: ServiceAPI, params: GenerationParams,
+                      control: Control) -> Iterator[ProgressEvent]:
+    """service.generate as a stream of ProgressEvents (see stream_job); returns the GenerationResult."""
+    return stream_job(service.generate, control, params=params)
 
 
 def progress_text(ev: ProgressEvent) -> str:

@@ -13,17 +13,15 @@ Use: inside `with gr.Tab("LoRA previews"):` call `PreviewsTab(service, allow=stu
 """
 from __future__ import annotations
 
-import queue
-import threading
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import gradio as gr
 
 from ..errors import CreationMixError
 from ..service_api import Control
+from .handlers import stream_job
 
 DEFAULT_STRENGTHS = "0, 0.4, 0.6, 0.8, 1.0, 1.2"
-_DONE = object()
 
 
 def job_text(jp) -> str:
@@ -33,33 +31,6 @@ def job_text(jp) -> str:
     if jp.event is not None:
         text += f" (step {jp.event.step}/{jp.event.total})"
     return text
-
-
-def stream_job(fn: Callable[..., Any], control: Control, **kw) -> Iterator:
-    """Run a service job in a worker thread, yielding its JobProgress; returns the job's result."""
-    events: queue.Queue = queue.Queue()
-    box: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            box["result"] = fn(progress=events.put, control=control, **kw)
-        except BaseException as e:  # handed to the consumer thread
-            box["error"] = e
-        finally:
-            events.put(_DONE)
-
-    worker = threading.Thread(target=work, name="creationmix-previews", daemon=True)
-    worker.start()
-    try:
-        while (ev := events.get()) is not _DONE:
-            yield ev
-    finally:
-        if worker.is_alive():
-            control.interrupt()
-            worker.join()
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
 
 
 class PreviewsTab:
