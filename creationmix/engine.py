@@ -225,7 +225,8 @@ class Engine:
             requests = requests + extract_lora_tags(params.hires_prompt)[1]
         self.loras.activate(requests + neg_requests)
         if self.loras.te_changed:
-            self.encoder.invalidate()
+            # Adapter names are never reused, so (adapter, weight) pairs identify the encoder's weights exactly.
+            self.encoder.set_te_state(self.loras.te_key)
         return prompt, negative, self.loras.lora_hashes()
 
     def _encode(self, prompt: str, negative: str, params: GenerationParams, steps: int, hires_steps):

@@ -198,3 +198,30 @@ def test_progress_reports_previews_on_request(engine):
     events = []
     engine.generate(GenerationParams(**SMALL), save=False, progress=events.append, preview_every=1)
     assert all(e.preview is not None and e.preview.size == (8, 8) for e in events)
+
+
+def test_lora_strengths_encode_each_state_once_and_weight_zero_equals_base(engine, folders):
+    from lora_fixtures import kohya_lora, write_lora
+
+    model = engine.load()
+    write_lora(folders.lora_dirs[0] / "style.safetensors", kohya_lora(model.unet, model.text_encoder))
+    encodes = []
+    real = engine.encoder.encode
+
+    def counting(text, *a, **k):
+        encodes.append(text)
+        return real(text, *a, **k)
+
+    engine.encoder.encode = counting
+    base = engine.generate(GenerationParams(**SMALL), save=False).images[0]
+    zero = engine.generate(GenerationParams(**{**SMALL, "prompt": SMALL["prompt"] + " <lora:style:0>"}),
+                           save=False).images[0]
+    assert np.array_equal(np.asarray(base), np.asarray(zero))
+    for w in (0.5, 1.0, 0.5, 1.0):
+        res = engine.generate(GenerationParams(**{**SMALL, "prompt": f"1girl, solo <lora:style:{w}>"}), save=False)
+    assert 'Lora hashes: "style: ' in res.infotexts[0]
+    n = len(encodes)
+    for w in (0.5, 1.0):  # states seen before: served from the conditioning cache
+        engine.generate(GenerationParams(**{**SMALL, "prompt": f"1girl, solo <lora:style:{w}>"}), save=False)
+    assert len(encodes) == n
+    assert engine.loras.load_count == 1

@@ -325,6 +325,21 @@ class LoraLibrary:
         then case-insensitively. Traversal, absolute paths and drive letters raise PathError; an unknown name
         raises LoraError listing the closest names."""
         norm = check_relative_name(name, "LoRA name")
+        found = self._lookup(norm)
+        if found is None:  # a file added since the last scan: users drop LoRAs in while the app runs
+            self.refresh()
+            found = self._lookup(norm)
+        if found is not None:
+            return found
+        stem = norm[: -len(Path(norm).suffix)] if Path(norm).suffix.lower() in self.exts else norm
+        candidates = sorted(set(self._by_name) | set(self._by_rel) | set(self._by_alias))
+        close = difflib.get_close_matches(stem, candidates, n=5, cutoff=0.5)
+        where = ", ".join(str(d) for d in self.dirs) or "no LoRA folder"
+        hint = f"; closest: {', '.join(close)}" if close else (
+            f"; available: {', '.join(candidates[:20])}" if candidates else "; the LoRA folders are empty")
+        raise LoraError(f"LoRA {name!r} not found in {where}{hint}")
+
+    def _lookup(self, norm: str) -> LoraInfo | None:
         stem = norm
         if Path(norm).suffix.lower() in self.exts:
             stem = norm[: -len(Path(norm).suffix)]
@@ -336,9 +351,4 @@ class LoraLibrary:
             for key, info in table.items():
                 if key.lower() == lowered:
                     return info
-        candidates = sorted(set(self._by_name) | set(self._by_rel) | set(self._by_alias))
-        close = difflib.get_close_matches(stem, candidates, n=5, cutoff=0.5)
-        where = ", ".join(str(d) for d in self.dirs) or "no LoRA folder"
-        hint = f"; closest: {', '.join(close)}" if close else (
-            f"; available: {', '.join(candidates[:20])}" if candidates else "; the LoRA folders are empty")
-        raise LoraError(f"LoRA {name!r} not found in {where}{hint}")
+        return None

@@ -220,6 +220,11 @@ class PromptEncoder:
         self.te_state += 1
         self._cache.clear()
 
+    def set_te_state(self, key) -> None:
+        """Name the text encoder's current LoRA state (hashable, unique per weights): it is part of every cache
+        key, so returning to an earlier state (a strength sweep run again) reuses its conditionings."""
+        self.te_state = key
+
     @property
     def width(self) -> int:
         return int(self.text_encoder.config.hidden_size)
