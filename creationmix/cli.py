@@ -73,27 +73,33 @@ def add_param_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=None, help="a preset card id (see `presets`)")
 
 
-def params_from_args(args: argparse.Namespace, folders: Folders) -> GenerationParams:
-    """Preset, then --params, then explicit flags: later sources override earlier ones."""
+def param_overrides(args: argparse.Namespace) -> dict:
+    """The GenerationParams fields given explicitly on the command line."""
+    fields = [f for f, _ in PARAM_FLAGS.values()] + ["enable_hires"]
+    return {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
+
+
+def params_from_args(args: argparse.Namespace, lora: str | None = None) -> GenerationParams:
+    """Preset, then --params, then explicit flags: later sources override earlier ones. A preset with a LoRA
+    slot gets `lora` in its slot when given (a sweep's LoRA), else its default LoRA."""
     base = GenerationParams()
-    if args.preset:
-        from .presets import find_preset
-        base = find_preset(Path(__file__).resolve().parent.parent / "presets", args.preset).to_params()
-    if args.params:
+    if getattr(args, "preset", None):
+        from .presets import PRESETS_DIR, find_preset
+        preset = find_preset(PRESETS_DIR, args.preset)
+        base = preset.fill_lora(lora, 1.0) if lora and preset.has_lora_slot else preset.to_params()
+    if getattr(args, "params", None):
         from .infotext import parse_infotext
         try:
             text = args.params.read_text(encoding="utf-8")
         except OSError as e:
             raise _ArgError(f"cannot read --params file {args.params}: {e.strerror}") from e
         base = parse_infotext(text).params
-    fields = [f for f, _ in PARAM_FLAGS.values()] + ["enable_hires"]
-    overrides = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
-    return base.replace(**overrides)
+    return base.replace(**param_overrides(args))
 
 
 def cmd_txt2img(args) -> int:
     folders = Folders(args.data_dir, args.a1111_dir)
-    params = params_from_args(args, folders)  # validates before any model is loaded
+    params = params_from_args(args)  # validates before any model is loaded
     from .engine import Engine
     engine = Engine(folders, device=args.device, precision=args.precision, tiled_vae=args.tiled_vae)
     result = engine.generate(params, outputs_dir=args.out, progress=_tqdm_progress() if args.progress else None)
@@ -122,8 +128,8 @@ def _tqdm_progress():
 
 
 def cmd_presets(args) -> int:
-    from .presets import load_presets
-    presets, errors = load_presets(Path(__file__).resolve().parent.parent / "presets")
+    from .presets import PRESETS_DIR, load_presets
+    presets, errors = load_presets(PRESETS_DIR)
     for p in presets:
         print(f"{p.id}\t{p.title}")
     for e in errors:

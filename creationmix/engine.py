@@ -105,7 +105,7 @@ class Engine:
 
     # -- model management ----------------------------------------------------------------------------------
     def list_checkpoints(self) -> list[Path]:
-        return list_files(self.folders.checkpoint_dirs, CHECKPOINT_EXTS)
+        return self.folders.list_checkpoints()
 
     def list_vaes(self) -> list[Path]:
         return list_files(self.folders.vae_dirs, VAE_EXTS)

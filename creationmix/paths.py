@@ -15,6 +15,8 @@ CHECKPOINT_EXTS = (".safetensors", ".ckpt")
 VAE_EXTS = (".safetensors", ".pt", ".ckpt")
 LORA_EXTS = (".safetensors", ".pt", ".ckpt")
 EMBEDDING_EXTS = (".pt", ".bin", ".safetensors")
+# A1111 picks `<checkpoint stem>.vae.*` beside a checkpoint as its VAE: such files are not checkpoints.
+SIDECAR_VAE_SUFFIXES = (".vae.safetensors", ".vae.pt", ".vae.ckpt")
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -55,6 +57,10 @@ class Folders:
     @property
     def cache_dir(self) -> Path:
         return Path(self.data_dir, ".cache")
+
+    def list_checkpoints(self) -> list[Path]:
+        return [p for p in list_files(self.checkpoint_dirs, CHECKPOINT_EXTS)
+                if not p.name.lower().endswith(SIDECAR_VAE_SUFFIXES)]
 
     def ensure(self) -> None:
         """Create our own folders (never the A1111 install's)."""

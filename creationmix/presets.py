@@ -273,6 +273,10 @@ def load_presets(folder: str | os.PathLike) -> tuple[list[Preset], list[str]]:
     return presets, errors
 
 
+# The cards shipped with the app (the repository's presets/ folder).
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+
+
 def find_preset(folder: str | os.PathLike, preset_id: str) -> Preset:
     """The card with this id; PresetError listing the ids there are when it is missing (or malformed)."""
     folder = Path(folder)

@@ -11,12 +11,12 @@ from typing import Callable
 
 from .errors import CreationMixError, PresetError
 from .params import GenerationParams
-from .paths import CHECKPOINT_EXTS, VAE_EXTS, Folders, list_files
+from .presets import PRESETS_DIR
+from .paths import VAE_EXTS, Folders, list_files
 from .service_api import Control, GenerationResult, LoraCard, PresetCard, ProgressEvent
 
 log = logging.getLogger(__name__)
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 DEMO_NAME = "demo-tiny-random.safetensors"
 DEMO_BANNER = ("No checkpoint was found, so CreationMix built a tiny random-weight demo model "
                f"({DEMO_NAME}): it makes noise, not pictures. Put a real SD 1.5 checkpoint "
@@ -55,9 +55,7 @@ class Service:
             return self._engine
 
     def list_checkpoints(self) -> list[str]:
-        roots = self.folders.checkpoint_dirs
-        return [_rel_name(p, roots) for p in list_files(roots, CHECKPOINT_EXTS) if not p.name.endswith(
-            (".vae.safetensors", ".vae.pt", ".vae.ckpt"))]
+        return [_rel_name(p, self.folders.checkpoint_dirs) for p in self.folders.list_checkpoints()]
 
     def list_vaes(self) -> list[str]:
         return ["Automatic", "None"] + [_rel_name(p, self.folders.vae_dirs)

@@ -225,3 +225,12 @@ def test_lora_strengths_encode_each_state_once_and_weight_zero_equals_base(engin
         engine.generate(GenerationParams(**{**SMALL, "prompt": f"1girl, solo <lora:style:{w}>"}), save=False)
     assert len(encodes) == n
     assert engine.loras.load_count == 1
+
+
+def test_a_sidecar_vae_is_never_taken_for_a_checkpoint(folders):
+    from creationmix.models.tiny import write_tiny_vae
+    # Sorts before tiny.safetensors: the engine's default pick must still be the checkpoint.
+    write_tiny_vae(folders.checkpoint_dirs[0] / "a.vae.safetensors")
+    engine = Engine(folders, device="cpu", precision="fp32")
+    assert [p.name for p in engine.list_checkpoints()] == ["tiny.safetensors"]
+    assert engine.checkpoint_path(None).name == "tiny.safetensors"

@@ -18,12 +18,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from ..errors import ModelError  # noqa: E402
+from ..paths import SIDECAR_VAE_SUFFIXES  # noqa: E402
 from .. import hashing  # noqa: E402
 from .ldm_convert import (CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX, text_encoder_to_ldm, unet_to_ldm,  # noqa: E402
                           vae_key_to_ldm)
 
 SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "resources" / "sd15"
-SIDECAR_VAE_SUFFIXES = (".vae.safetensors", ".vae.pt", ".vae.ckpt")
 
 # Very old SD 1.x files saved the CLIP without the `text_model.` level (A1111 renames them the same way).
 _OLD_CLIP_PREFIXES = {

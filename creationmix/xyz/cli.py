@@ -9,53 +9,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import InvalidParameter, PresetError
-from ..params import GenerationParams
+from ..cli import param_overrides, params_from_args
+from ..errors import InvalidParameter
 
 AXIS_HELP = ("axis type: Seed, Steps, CFG Scale, Sampler, Checkpoint name, Denoising, Hires upscale, Hires fix, "
              "Clip skip, Prompt S/R, LoRA, LoRA strength")
 
 
-def _presets_dir() -> Path:
-    from ..service import PRESETS_DIR
-    return PRESETS_DIR
-
-
 def load_preset_by_id(preset_id: str, folder: Path | None = None):
-    from ..presets import load_preset, load_presets
-    folder = folder or _presets_dir()
-    presets, _ = load_presets(folder)
-    for p in presets:
-        if p.id == preset_id:
-            return p
-    path = folder / f"{preset_id}.toml"
-    if path.is_file() and path.parent.resolve() == folder.resolve():
-        return load_preset(path)  # raises PresetError saying what is wrong with it
-    known = ", ".join(p.id for p in presets) or "none"
-    raise PresetError(f"unknown preset {preset_id!r}; available: {known}")
-
-
-def _overrides(args) -> dict:
-    from ..cli import PARAM_FLAGS
-    fields = [f for f, _ in PARAM_FLAGS.values()] + ["enable_hires"]
-    return {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
-
-
-def params_from_args(args, lora: str | None = None) -> GenerationParams:
-    """Preset, then --params, then explicit flags (later sources override earlier ones). A preset with a LoRA
-    slot gets `lora` in its slot when given (the sweep's LoRA), else its default LoRA."""
-    base = GenerationParams()
-    if getattr(args, "preset", None):
-        preset = load_preset_by_id(args.preset)
-        base = preset.fill_lora(lora, 1.0) if lora and preset.has_lora_slot else preset.to_params()
-    if getattr(args, "params", None):
-        from ..infotext import parse_infotext
-        try:
-            text = args.params.read_text(encoding="utf-8")
-        except OSError as e:
-            raise InvalidParameter(f"cannot read --params file {args.params}: {e.strerror}") from e
-        base = parse_infotext(text).params
-    return base.replace(**_overrides(args))
+    """A preset card by id, from `folder` (default: the shipped presets/)."""
+    from ..presets import PRESETS_DIR, find_preset
+    return find_preset(folder or PRESETS_DIR, preset_id)
 
 
 def tqdm_job_progress(total: int | None = None, unit: str = "img"):
@@ -191,7 +155,7 @@ def cmd_previews(args) -> int:
     args.folders = _folders(args, args.lora_dir)
     preset = load_preset_by_id(args.preset)
     engine = _engine(args)
-    overrides = _overrides(args)
+    overrides = param_overrides(args)
     overrides.pop("prompt", None)  # the card's prompt holds the slot
     sheet_dir = args.sheet_dir or Path(args.folders.outputs_dir, "lora-previews")
     progress, close = tqdm_job_progress(unit="lora") if not args.no_progress else (None, lambda: None)
