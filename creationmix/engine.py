@@ -20,7 +20,7 @@ from PIL import Image
 
 from . import __version__
 from .devices import pick_device, pick_dtype
-from .errors import Interrupted, InvalidParameter, ModelError
+from .errors import Interrupted, ModelError
 from .infotext import format_infotext
 from .models.loader import LoadedModel, load_checkpoint
 from .output import dated_folder, save_numbered_png

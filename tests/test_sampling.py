@@ -11,7 +11,7 @@ from creationmix.errors import Interrupted
 from creationmix.params import SAMPLERS
 from creationmix.sampling import (SAMPLER_TABLE, BrownianTreeNoiseSampler, ImageRNG, KDenoiser,
                                   SamplingInterrupted, ddim_timesteps, get_sigmas, get_sigmas_exponential,
-                                  get_sigmas_karras, img2img_sigmas, img2img_steps, schedule_sigmas,
+                                  get_sigmas_karras, img2img_sigmas, img2img_steps,
                                   sd15_alphas_cumprod)
 from creationmix.sampling.samplers import sample_dpmpp_2m, sample_euler_ancestral
 

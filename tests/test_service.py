@@ -1,7 +1,6 @@
 """The real Service (what the UI talks to) on the tiny checkpoint."""
 from __future__ import annotations
 
-import pytest
 
 from creationmix.params import GenerationParams
 from creationmix.paths import Folders

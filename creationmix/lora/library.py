@@ -9,18 +9,18 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import LoraError, PathError
+from ..hashing import lora_hash
+from ..safetensors_header import HeaderProblem, read_header
 from ..paths import LORA_EXTS, check_relative_name
 
 log = logging.getLogger(__name__)
 
 # A header larger than this is not a LoRA header (real ones are < 1 MB even with tag frequencies).
-MAX_HEADER_BYTES = 100 * 1024 * 1024
 TOP_TAGS = 10
 
 
@@ -30,32 +30,22 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, dict], dict[str, str]
     Raises LoraError for anything that is not a complete safetensors header (short file, absurd length, bad
     JSON, offsets past the end of the file)."""
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise LoraError(f"LoRA file {path.name} is truncated ({size} bytes, no safetensors header)")
-            (n,) = struct.unpack("<Q", head)
-            if n == 0 or n > MAX_HEADER_BYTES or n > size - 8:
-                raise LoraError(f"LoRA file {path.name} is corrupt or truncated (header length {n}, file {size} bytes)")
-            raw = f.read(n)
+        h = read_header(path)
     except OSError as e:
         raise LoraError(f"cannot read LoRA file {path.name}: {e}") from e
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise LoraError(f"LoRA file {path.name} is corrupt: its safetensors header is not valid JSON ({e})") from e
-    if not isinstance(header, dict):
-        raise LoraError(f"LoRA file {path.name} is corrupt: its safetensors header is not a JSON object")
-    meta = header.pop("__metadata__", None) or {}
-    if not isinstance(meta, dict):
-        meta = {}
-    data_len = size - 8 - n
-    for key, entry in header.items():
-        offs = entry.get("data_offsets") if isinstance(entry, dict) else None
-        if not (isinstance(offs, list) and len(offs) == 2 and 0 <= offs[0] <= offs[1] <= data_len):
-            raise LoraError(f"LoRA file {path.name} is truncated or corrupt: tensor {key!r} lies past the end of the file")
-    return header, {str(k): str(v) for k, v in meta.items()}
+    except HeaderProblem as p:
+        f = p.facts
+        if p.kind == "short":
+            raise LoraError(f"LoRA file {path.name} is truncated ({f['size']} bytes, no safetensors header)") from None
+        if p.kind == "length":
+            raise LoraError(f"LoRA file {path.name} is corrupt or truncated (header length {f['header_len']}, "
+                            f"file {f['size']} bytes)") from None
+        if p.kind == "json":
+            raise LoraError(f"LoRA file {path.name} is corrupt: its safetensors header is not valid JSON "
+                            f"({f['detail']})") from None
+        raise LoraError(f"LoRA file {path.name} is truncated or corrupt: tensor {f['key']!r} lies past the end "
+                        f"of the file") from None
+    return h.entries, h.metadata
 
 
 def _int(value) -> int | None:
@@ -176,30 +166,8 @@ class LoraInfo:
     def hash(self) -> str:
         """AutoV3 short hash (A1111's "Lora hashes"), computed on first use and cached on disk by hashing.py."""
         if self._hash is None:
-            self._hash = _lora_hash(self.path)
+            self._hash = lora_hash(self.path)
         return self._hash
-
-
-def _lora_hash(path: Path) -> str:
-    try:
-        from ..hashing import lora_hash
-    except ImportError:  # hashing.py is optional for this module; same definition, no disk cache
-        return _autov3(path)
-    return lora_hash(path)
-
-
-def _autov3(path: Path) -> str:
-    """sha256 of a safetensors file minus its header (A1111's addnet hash), first 12 hex digits."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        if path.suffix.lower() == ".safetensors":
-            (n,) = struct.unpack("<Q", f.read(8))
-            f.seek(8 + n)
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:12]
 
 
 def _read_sidecar(info: LoraInfo) -> None:

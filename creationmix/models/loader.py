@@ -7,9 +7,7 @@ own single-file converters, component by component, with configs from a local fo
 """
 from __future__ import annotations
 
-import json
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch  # noqa: E402
 
 from ..errors import ModelError  # noqa: E402
 from ..paths import SIDECAR_VAE_SUFFIXES  # noqa: E402
+from ..safetensors_header import HeaderProblem, SafetensorsHeader, read_header  # noqa: E402
 from .. import hashing  # noqa: E402
 from .ldm_convert import (CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX, text_encoder_to_ldm, unet_to_ldm,  # noqa: E402
                           vae_key_to_ldm)
@@ -53,37 +52,23 @@ class LoadedModel:
 
 # -- reading files ------------------------------------------------------------------------------------------------
 
-def _read_safetensors_header(path: Path) -> tuple[dict, int]:
-    """(header, data size it needs). ModelError for anything that is not a complete safetensors file."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise ModelError(f"{path.name} is not a safetensors file: only {size} bytes")
-        (n,) = struct.unpack("<Q", head)
-        if n == 0 or n > min(size - 8, 100 << 20):
-            raise ModelError(f"{path.name} is not a safetensors file (corrupt header length {n} for a file of "
-                             f"{size} bytes)")
-        raw = f.read(n)
+def _read_safetensors_header(path: Path) -> SafetensorsHeader:
+    """The checked header. ModelError for anything that is not a complete safetensors file."""
     try:
-        header = json.loads(raw)
-        if not isinstance(header, dict):
-            raise ValueError("header is not a JSON object")
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ModelError(f"{path.name} is not a safetensors file (unreadable header: {e})") from None
-    need = 0
-    for k, v in header.items():
-        if k == "__metadata__":
-            continue
-        try:
-            need = max(need, int(v["data_offsets"][1]))
-        except (TypeError, KeyError, IndexError, ValueError):
-            raise ModelError(f"{path.name} is not a valid safetensors file (bad entry {k!r} in header)") from None
-    have = size - 8 - n
-    if have < need:
-        raise ModelError(f"{path.name} is truncated: it has {have} bytes of tensor data, its header needs {need} "
-                         f"(incomplete download or copy?)")
-    return header, need
+        return read_header(path)
+    except HeaderProblem as p:
+        f = p.facts
+        if p.kind == "short":
+            raise ModelError(f"{path.name} is not a safetensors file: only {f['size']} bytes") from None
+        if p.kind == "length":
+            raise ModelError(f"{path.name} is not a safetensors file (corrupt header length {f['header_len']} for a "
+                             f"file of {f['size']} bytes)") from None
+        if p.kind == "json":
+            raise ModelError(f"{path.name} is not a safetensors file (unreadable header: {f['detail']})") from None
+        if p.kind == "entry":
+            raise ModelError(f"{path.name} is not a valid safetensors file (bad entry {f['key']!r} in header)") from None
+        raise ModelError(f"{path.name} is truncated: it has {f['have']} bytes of tensor data, its header needs "
+                         f"{f['need']} (incomplete download or copy?)") from None
 
 
 def read_state_dict(path: Path, what: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -169,8 +154,8 @@ def describe_checkpoint(path) -> dict:
     if path.suffix.lower() == ".safetensors":
         if not path.is_file():
             raise ModelError(f"checkpoint {path} not found")
-        header, _ = _read_safetensors_header(path)
-        meta = header.pop("__metadata__", None) or {}
+        h = _read_safetensors_header(path)
+        header, meta = h.entries, h.metadata
         shapes = {k: v.get("shape") for k, v in header.items()}
         dtypes = sorted({_ST_DTYPES.get(v.get("dtype"), str(v.get("dtype"))) for v in header.values()})
         fake = {k: torch.empty(s, device="meta") if isinstance(s, list) else None for k, s in shapes.items()}
