@@ -29,7 +29,7 @@ from creationmix.params import GenerationParams  # noqa: E402
 from creationmix.paths import Folders  # noqa: E402
 from creationmix.xyz.cli import load_preset_by_id  # noqa: E402
 from creationmix.xyz.plot import WorkCounter, plan_strength_sweep, run_plot  # noqa: E402
-from creationmix.xyz.previews import run_previews  # noqa: E402
+from creationmix.previews.job import run_previews  # noqa: E402
 from lora_fixtures import kohya_lora, write_lora  # noqa: E402
 
 N_LORAS = 5
@@ -110,7 +110,7 @@ def main() -> None:
                                                sheet_dir=folders.outputs_dir / "lora-previews"))
     n = len(report.done)
     infos = list(engine.lora_library)
-    from creationmix.xyz.previews import preview_params
+    from creationmix.previews.job import preview_params
     want = expected_encodings([preview_params(preset, i, overrides=small) for i in infos])
     print(f"  library previews, {N_LORAS} LoRAs: {n} done, {len(report.failed)} failed in {t:.2f} s = "
           f"{t / max(n, 1) * 1000:.1f} ms / image = {t / max(n, 1) / single:.2f}x a single txt2img "

@@ -33,7 +33,7 @@ from .lora.library import LoraLibrary
 from .lora.manager import LoraManager
 from .lora.tags import extract_lora_tags
 from .sampling import SAMPLER_TABLE, ImageRNG, KDenoiser, sd15_alphas_cumprod
-from .service_api import Control, GenerationResult, ProgressEvent
+from .jobs import Control, GenerationResult, ProgressEvent
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from .errors import CreationMixError, PresetError
 from .params import GenerationParams
 from .presets import PRESETS_DIR
 from .paths import VAE_EXTS, Folders, list_files
-from .service_api import Control, GenerationResult, LoraCard, PresetCard, ProgressEvent
+from .jobs import Control, GenerationResult, ProgressEvent
+from .service_api import LoraCard, PresetCard
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class Service:
         return service_strength_sweep(self, params, lora, strengths, seeds, **kw)
 
     def run_lora_previews(self, preset_id: str, **kw):
-        from .xyz.previews import service_lora_previews
+        from .previews.job import service_lora_previews
         return service_lora_previews(self, preset_id, **kw)
 
 

@@ -17,7 +17,8 @@ from PIL import Image, PngImagePlugin
 from creationmix.errors import InvalidParameter, ModelError, PresetError
 from creationmix.params import GenerationParams
 from creationmix.paths import Folders
-from creationmix.service_api import Control, GenerationResult, LoraCard, PresetCard, ProgressEvent
+from creationmix.jobs import Control, GenerationResult, ProgressEvent
+from creationmix.service_api import LoraCard, PresetCard
 
 IN_GENERAL = GenerationParams(
     prompt="a cozy cabin in the woods, warm light, <lora:paper_cut:0.8>",

@@ -11,7 +11,7 @@ from PIL import Image
 from creationmix.engine import Engine, to_uint8_images
 from creationmix.errors import CreationMixError, InvalidParameter
 from creationmix.params import GenerationParams
-from creationmix.service_api import Control
+from creationmix.jobs import Control
 
 SMALL = dict(prompt="1girl, solo", negative_prompt="worst quality", steps=3, sampler="DPM++ 2M Karras",
              cfg_scale=7.0, seed=1234, width=64, height=64)

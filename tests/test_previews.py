@@ -9,10 +9,10 @@ from PIL import Image
 from creationmix.engine import Engine
 from creationmix.infotext import parse_infotext
 from creationmix.pnginfo import read_parameters
-from creationmix.service_api import Control
+from creationmix.jobs import Control
 from creationmix.xyz.cli import load_preset_by_id
 from creationmix.xyz.plot import WorkCounter
-from creationmix.xyz.previews import preview_path, run_previews, select_loras
+from creationmix.previews.job import preview_path, run_previews, select_loras
 from lora_fixtures import kohya_lora, loha_fake, write_garbage, write_lora, write_sidecar
 
 SMALL = dict(steps=2, width=64, height=64, enable_hires=False, sampler="Euler")

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from creationmix.params import GenerationParams
-from creationmix.service_api import Control
+from creationmix.jobs import Control
 from creationmix.ui import build_ui, handlers as h, lora_tags
 from creationmix.ui.fields import FIELD_NAMES, SAME_SAMPLER, fields_from_params, params_from_fields
 from creationmix.ui.launcher import SHARE_WARNING, parse_args, parse_auth

@@ -13,7 +13,7 @@ from creationmix.errors import InvalidParameter, PathError
 from creationmix.infotext import format_infotext, parse_infotext
 from creationmix.params import GenerationParams
 from creationmix.pnginfo import read_parameters
-from creationmix.service_api import Control, GenerationResult, ProgressEvent
+from creationmix.jobs import Control, GenerationResult, ProgressEvent
 from creationmix.xyz.axes import parse_axis
 from creationmix.xyz.grid import draw_grid
 from creationmix.xyz.plot import (DEFAULT_STRENGTHS, parse_axes, plan_runs, plan_strength_sweep, plan_xyz,

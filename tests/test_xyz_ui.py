@@ -8,7 +8,7 @@ gr = pytest.importorskip("gradio")
 from creationmix.service import Service  # noqa: E402
 from creationmix.ui.previews_tab import PreviewsTab  # noqa: E402
 from creationmix.xyz.plot import service_strength_sweep  # noqa: E402
-from creationmix.xyz.previews import service_lora_previews  # noqa: E402
+from creationmix.previews.job import service_lora_previews  # noqa: E402
 from lora_fixtures import kohya_lora, write_lora  # noqa: E402
 
 

@@ -14,7 +14,8 @@ import gradio as gr
 
 from ..params import (EMPHASIS_MODES, PROMPT_SYNTAXES, RNG_SOURCES, SAMPLERS, SCHEDULES, UPSCALERS,
                       GenerationParams)
-from ..service_api import Control, ServiceAPI
+from ..jobs import Control
+from ..service_api import ServiceAPI
 from . import handlers as h
 from .fields import FIELD_NAMES, SAME_SAMPLER
 

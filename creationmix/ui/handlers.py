@@ -16,7 +16,8 @@ import gradio as gr
 
 from ..errors import CreationMixError
 from ..params import GenerationParams
-from ..service_api import Control, GenerationResult, LoraCard, PresetCard, ProgressEvent, ServiceAPI
+from ..jobs import Control, GenerationResult, ProgressEvent
+from ..service_api import LoraCard, PresetCard, ServiceAPI
 from . import lora_tags
 from .fields import fields_from_params, params_from_fields
 

@@ -5,9 +5,9 @@ It needs two service methods beyond ServiceAPI (the real Service delegates them 
                        control=None) -> xyz.plot.PlotResult
         -> creationmix.xyz.plot.service_strength_sweep(self, ...)
     run_lora_previews(preset_id, names=None, overwrite=False, append_triggers=False, overrides=None,
-                      progress=None, control=None) -> xyz.previews.PreviewReport
-        -> creationmix.xyz.previews.service_lora_previews(self, ...)
-Both report progress as xyz.plot.JobProgress and honour a service_api.Control (Interrupt keeps finished images).
+                      progress=None, control=None) -> previews.job.PreviewReport
+        -> creationmix.previews.job.service_lora_previews(self, ...)
+Both report progress as jobs.JobProgress and honour a jobs.Control (Interrupt keeps finished images).
 
 Use: inside `with gr.Tab("LoRA previews"):` call `PreviewsTab(service, allow=studio.allow).build()`.
 """
@@ -18,7 +18,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from ..errors import CreationMixError
-from ..service_api import Control
+from ..jobs import Control
 from .handlers import stream_job
 
 DEFAULT_STRENGTHS = "0, 0.4, 0.6, 0.8, 1.0, 1.2"

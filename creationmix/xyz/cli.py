@@ -150,7 +150,7 @@ def add_xyz_parser(sub) -> argparse.ArgumentParser:
 
 # -- previews ------------------------------------------------------------------------------------------------------
 def cmd_previews(args) -> int:
-    from .previews import run_previews
+    from ..previews.job import run_previews
 
     args.folders = _folders(args, args.lora_dir)
     preset = load_preset_by_id(args.preset)

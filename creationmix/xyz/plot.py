@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 from ..errors import CreationMixError, InfotextError, InvalidParameter
 from ..lora.tags import extract_prompt_loras, set_lora_weight
 from ..params import MAX_SEED, GenerationParams
-from ..service_api import Control, ProgressEvent
+from ..jobs import Control, JobProgress, ProgressEvent
 from .axes import BASE_MODEL_LABEL, Axis, CellState, format_value, parse_axis
 
 MAX_CELLS = 1000
@@ -267,14 +267,6 @@ def parse_axes(specs: Sequence[tuple[str | None, str | None, str | None]]) -> li
 
 
 # -- running ---------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class JobProgress:
-    done: int  # images finished
-    total: int  # images in the job
-    event: ProgressEvent | None = None  # the engine's step event for the image(s) being made
-    label: str = ""
-
-
 @dataclass
 class PlotResult:
     plan: PlotPlan

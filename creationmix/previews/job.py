@@ -22,8 +22,8 @@ from typing import Any, Callable, Sequence
 
 from ..errors import CreationMixError, Interrupted, InvalidParameter
 from ..params import GenerationParams
-from ..service_api import Control, ProgressEvent
-from .plot import JobProgress
+from ..jobs import Control, ProgressEvent
+from ..jobs import JobProgress
 
 PREVIEW_SUFFIX = ".preview.png"
 TOP_TAGS = 3
@@ -309,7 +309,7 @@ def _open_image(path: Path | None):
 def write_contact_sheet(report: PreviewReport, folder: Path, *, title: str = "LoRA previews",
                         thumb: int = 192) -> PreviewReport:
     """contact-sheet.png, contact-sheet.html (relative links to the previews) and summary.json in `folder`."""
-    from .grid import contact_sheet
+    from ..xyz.grid import contact_sheet
 
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -372,7 +372,7 @@ def service_lora_previews(service, preset_id: str, *, names: Sequence[str] | Non
                           progress=None, control: Control | None = None) -> PreviewReport:
     """What `Service.run_lora_previews` delegates to (the UI's LoRA previews tab): every LoRA of the configured
     folders (or the named ones), contact sheet in outputs/lora-previews/."""
-    from .cli import load_preset_by_id
+    from ..xyz.cli import load_preset_by_id
     preset = load_preset_by_id(preset_id, getattr(service, "presets_dir", None))
     overrides = dict(overrides or {})
     if getattr(service, "default_checkpoint", None) and "checkpoint" not in overrides:
