@@ -14,9 +14,9 @@ from creationmix.infotext import (META_KEYS, PARAM_KEYS, RE_PARAM, ParsedInfotex
 from creationmix.params import (EMPHASIS_MODES, PROMPT_SYNTAXES, RNG_SOURCES, SAMPLERS, SCHEDULES, UPSCALERS,
                                 GenerationParams)
 
-RECIPES = Path(__file__).resolve().parents[2] / "shared" / "recipes"
+RECIPES = Path(__file__).resolve().parent / "data" / "recipes"  # a copy of ../shared/recipes (test_data_copies)
 needs_recipes = pytest.mark.skipif(not RECIPES.is_dir(),
-                                   reason=f"documented recipes not found at {RECIPES} (shared/ beside the clone)")
+                                   reason=f"documented recipes not found at {RECIPES}")
 
 NEGATIVE_TAIL = ("(long fingers:1.2),succubus wings,horn,succubus horn,succubus hairstyle, (bad-artist-anime), "
                  "bad-artist, bad hand")
