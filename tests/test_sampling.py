@@ -245,7 +245,8 @@ def test_every_sampler_converges_to_point_mass(ac, name):
         assert [i for i, _ in calls] == list(range(len(calls))) and calls
     else:
         assert calls == [(i, plan.steps) for i in range(plan.steps)]
-    tol = 0.2 if spec.timesteps else 1e-3  # DDIM stops at t=1, a little noise is left, as in A1111
+    # DDIM stops at t=1 and DPM fast/adaptive at the model's sigma_min: a little noise is left, as in A1111.
+    tol = 0.2 if spec.timesteps or spec.sigma_range else 1e-3
     assert (out - c).abs().max().item() < tol
 
 
