@@ -247,6 +247,9 @@ class GenerationParams:
             if hsched != "Automatic" and hires_schedule is None:  # `Hires sampler: DPM++ 2M Karras`
                 hires_schedule = hsched
             object.__setattr__(self, "hires_sampler", None if hs == sampler else hs)
+        hs = self.hires_sampler or sampler
+        if hires_schedule is not None and resolve_schedule(hs, hires_schedule) == resolve_schedule(hs, schedule):
+            hires_schedule = None  # the same as "use the first pass's schedule type"
         object.__setattr__(self, "hires_schedule", hires_schedule)
         object.__setattr__(self, "extra", tuple((str(k), str(v)) for k, v in self.extra))
         self._validate()
