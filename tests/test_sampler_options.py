@@ -3,6 +3,8 @@ schedule end to end from an infotext on the tiny checkpoint (a representative su
 marked slow)."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -260,6 +262,7 @@ def test_sampler_schedule_end_to_end(engine, sampler, schedule):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("CREATIONMIX_SLOW"), reason="full cross product: CREATIONMIX_SLOW=1")
 @pytest.mark.parametrize("sampler,schedule", FULL)
 def test_sampler_schedule_full_cross_product(engine, sampler, schedule):
     _e2e(engine, sampler, schedule)
