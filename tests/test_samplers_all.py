@@ -65,9 +65,11 @@ class Noise:
         return lambda: self.draw().double(), lambda s, sn: self.draw().double()
 
 
-def run_impl(name, sigmas, x0, noise, params=None, sigma_range=None):
+def run_impl(name, sigmas, x0, noise, params=None, sigma_range=None, n=None):
     spec = SAMPLER_TABLE[name]
     kwargs = dict(spec.options, **_kwargs(name, params))
+    if n is not None:
+        kwargs["n"] = n
     if sigma_range is not None:
         kwargs["sigma_range"] = sigma_range
     noise_fn, bnoise = noise.impl()
@@ -80,7 +82,7 @@ def _kwargs(name, params):
     return sampler_kwargs(name, params)
 
 
-def run_ref(name, sigmas, x0, noise, eta=1.0, sigma_range=None):
+def run_ref(name, sigmas, x0, noise, eta=1.0, sigma_range=None, n_fast=None):
     s = [float(v) for v in sigmas]
     x = x0.double()
     n, b = noise.reference()
@@ -98,7 +100,7 @@ def run_ref(name, sigmas, x0, noise, eta=1.0, sigma_range=None):
         return ref.dpmpp_2m_sde(toy_ref, x, s, b, eta, solver="heun")
     smin, smax = sigma_range if sigma_range is not None else (s[-2], s[0])
     if name == "DPM fast":
-        return ref.dpm_fast(toy_ref, x, smin, smax, len(s) - 1, n, eta)
+        return ref.dpm_fast(toy_ref, x, smin, smax, n_fast or len(s) - 1, n, eta)
     if name == "DPM adaptive":
         return ref.dpm_adaptive(toy_ref, x, smin, smax, n, eta)
     raise KeyError(name)
@@ -169,8 +171,8 @@ def _compare(name, schedule, den, steps=8, params=None, eta=1.0):
     plan = SAMPLER_TABLE[name].plan(schedule, steps, den, params=params)
     x0 = torch.randn(SHAPE, generator=torch.Generator().manual_seed(5)) * plan.schedule[0]
     noise = Noise(1)
-    got = run_impl(name, plan.schedule, x0, noise, params, plan.sigma_range)
-    want = run_ref(name, plan.schedule, x0, noise, eta, plan.sigma_range)
+    got = run_impl(name, plan.schedule, x0, noise, params, plan.sigma_range, plan.kwargs.get("n"))
+    want = run_ref(name, plan.schedule, x0, noise, eta, plan.sigma_range, plan.kwargs.get("n"))
     assert torch.isfinite(got).all()
     return (got.double() - want).abs().max().item()
 
@@ -214,7 +216,7 @@ def _run_option(name, den, params):
     if spec.timesteps:
         return None
     x0 = torch.randn(SHAPE, generator=torch.Generator().manual_seed(5)) * plan.schedule[0]
-    return run_impl(name, plan.schedule, x0, Noise(3), params, plan.sigma_range)
+    return run_impl(name, plan.schedule, x0, Noise(3), params, plan.sigma_range, plan.kwargs.get("n"))
 
 
 @pytest.mark.parametrize("name", K_SAMPLERS)
@@ -367,6 +369,8 @@ def test_dpm_fast_hires_range_is_the_tail(den):
     assert plan.sigma_range is None  # A1111: sigma_sched[-2] .. sigma_sched[0]
     txt = SAMPLER_TABLE["DPM fast"].plan("Automatic", 10, den)
     assert txt.sigma_range == (den.sigmas[0].item(), den.sigmas[-1].item())
+    ddim = SAMPLER_TABLE["DPM fast"].plan("DDIM", 30, den)  # 31 levels, but A1111 passes n = steps
+    assert len(ddim.schedule) == 32 and ddim.kwargs["n"] == 30
 
 
 @pytest.mark.parametrize("name", ["DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 3M SDE"])

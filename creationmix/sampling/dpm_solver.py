@@ -167,18 +167,18 @@ def _range(sigmas, sigma_range):
 
 @torch.no_grad()
 def sample_dpm_fast(model, x, sigmas, *, noise_fn=None, noise_sampler=None, callback=None, should_stop=None,
-                    sigma_range=None, eta=0., s_noise=1.):
-    """DPM-Solver-Fast with n = len(sigmas) - 1 model evaluations (A1111: n = steps)."""
+                    sigma_range=None, n=None, eta=0., s_noise=1.):
+    """DPM-Solver-Fast with n model evaluations (A1111: the steps in txt2img, the tail's length in img2img)."""
     noise_sampler = default_noise_sampler(noise_fn) if (noise_sampler is None and eta) else noise_sampler
     sigma_min, sigma_max = _range(sigmas, sigma_range)
-    n = len(sigmas) - 1
+    n = len(sigmas) - 1 if n is None else n
     solver = DPMSolver(model, Steps(x, n, callback, should_stop))
     return solver.dpm_solver_fast(x, solver.t(sigma_max), solver.t(sigma_min), n, eta, s_noise, noise_sampler)
 
 
 @torch.no_grad()
 def sample_dpm_adaptive(model, x, sigmas, *, noise_fn=None, noise_sampler=None, callback=None, should_stop=None,
-                        sigma_range=None, eta=0., s_noise=1.):
+                        sigma_range=None, n=None, eta=0., s_noise=1.):
     """DPM-Solver-12/23 with adaptive steps: the step count is the solver's (the schedule only gives the range)."""
     noise_sampler = default_noise_sampler(noise_fn) if (noise_sampler is None and eta) else noise_sampler
     sigma_min, sigma_max = _range(sigmas, sigma_range)

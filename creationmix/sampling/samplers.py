@@ -156,7 +156,10 @@ class SamplerSpec:
         if denoise is None:
             s = schedule_sigmas(concrete, steps, den, discard_next_to_last_sigma=discard, options=opts)
             self._check_steps(len(s) - 1)
-            rng = (den.sigmas[0].item(), den.sigmas[-1].item()) if self.sigma_range else None
+            rng = None
+            if self.sigma_range:  # A1111 txt2img: the model's whole range and n = steps, whatever the schedule
+                rng = (den.sigmas[0].item(), den.sigmas[-1].item())
+                kwargs["n"] = steps
             return SamplingPlan(self, s, s, len(s) - 1, den, ac, kwargs=kwargs, sigma_range=rng)
         total, t_enc = img2img_steps(steps, denoise)
         full = schedule_sigmas(concrete, total, den, discard_next_to_last_sigma=discard, options=opts)
