@@ -24,12 +24,15 @@ class CFGState:
     (A1111 writes "NGMS" when it skipped an uncond and "Pad conds" when it padded)."""
 
     padded: bool = False
+    padded_v0: bool = False
     skipped_uncond: bool = False
 
     def applied(self, params: GenerationParams) -> GenerationParams:
         changes = {}
         if params.pad_conds and not self.padded:
             changes["pad_conds"] = False
+        if params.pad_conds_v0 and not self.padded_v0:
+            changes["pad_conds_v0"] = False
         if params.s_min_uncond and not self.skipped_uncond:
             changes["s_min_uncond"] = 0.0
         return dataclasses.replace(params, **changes) if changes else params
@@ -43,9 +46,10 @@ class CFGModel:
     """`model(x, sigma) -> guided prediction`; the schedule index counts model calls (A1111's self.step)."""
 
     def __init__(self, denoiser, cond, cfg_scale: float, batch: int, *, s_min_uncond: float = 0.0,
-                 empty: Optional[Callable[[], torch.Tensor]] = None, state: CFGState | None = None):
+                 empty: Optional[Callable[[], torch.Tensor]] = None, pad_v0: bool = False,
+                 state: CFGState | None = None):
         self.denoiser, self.cond, self.cfg_scale, self.batch = denoiser, cond, cfg_scale, batch
-        self.s_min_uncond, self.empty = s_min_uncond, empty
+        self.s_min_uncond, self.empty, self.pad_v0 = s_min_uncond, empty, pad_v0
         self.state = state if state is not None else CFGState()
         self.step = 0
         self.last_noise_uncond: torch.Tensor | None = None
@@ -74,7 +78,11 @@ class CFGModel:
         skip_uncond = bool(self.step % 2 and 0 < self.s_min_uncond and sig[0] < self.s_min_uncond)
         self.state.skipped_uncond |= skip_uncond
         u = uncond[0].unsqueeze(0)
-        if self.empty is not None and c.shape[1] != u.shape[1]:
+        if self.pad_v0 and c.shape[1] != u.shape[1]:  # A1111 checks v0 first
+            u = torch.cat([u, u[:, -1:].repeat(1, c.shape[1] - u.shape[1], 1)], dim=1) \
+                if u.shape[1] < c.shape[1] else u[:, :c.shape[1]]
+            self.state.padded_v0 = True
+        elif self.empty is not None and c.shape[1] != u.shape[1]:
             c, u = self._pad_conds(c, u)
         x_c = x.repeat_interleave(n, dim=0)
         s_c = sig.repeat_interleave(n)

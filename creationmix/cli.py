@@ -55,6 +55,7 @@ PARAM_FLAGS: dict[str, tuple[str, type]] = {
     "--beta-beta": ("beta_beta", float),
     "--ngms": ("s_min_uncond", float),
     "--pad-conds": ("pad_conds", lambda v: _switch("--pad-conds", v)),
+    "--pad-conds-v0": ("pad_conds_v0", lambda v: _switch("--pad-conds-v0", v)),
     "--downcast-alphas-cumprod": ("downcast_alphas_cumprod", lambda v: _switch("--downcast-alphas-cumprod", v)),
     "--token-merging-ratio": ("token_merging_ratio", float),
     "--token-merging-ratio-hr": ("token_merging_ratio_hr", float),

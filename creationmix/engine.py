@@ -265,7 +265,8 @@ class Engine:
 
     def _sample(self, plan, cond, params, x, rng, control, report, pass_name):
         model_fn = CFGModel(plan.inner_model, cond, params.cfg_scale * plan.spec.cfg_scale_multiplier, x.shape[0],
-                            s_min_uncond=params.s_min_uncond, empty=self._empty_cond(params), state=self._cfg_state)
+                            s_min_uncond=params.s_min_uncond, empty=self._empty_cond(params),
+                            pad_v0=params.pad_conds_v0, state=self._cfg_state)
 
         def callback(i, total, x_i, denoised):
             report(i + 1, total, pass_name, denoised)

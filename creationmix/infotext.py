@@ -282,8 +282,12 @@ def parse_infotext(text: str) -> ParsedInfotext:
     for key, (name, conv) in _CONVERT.items():
         if key in raw:
             groups[key] = {name: conv(key, raw[key])}
-    if "Downcast alphas_cumprod" not in raw and _before_v170_tsnr(meta.get("Version")):
-        groups["Version"] = {"downcast_alphas_cumprod": True}  # A1111 infotext_versions.backcompat
+    # A1111 infotext_versions.backcompat: what old versions did implicitly.
+    if "Downcast alphas_cumprod" not in raw and _version_before(meta.get("Version"), "v1.7.0-225"):
+        groups["Version"] = {"downcast_alphas_cumprod": True}
+    if ("Pad conds v0" not in raw and _version_before(meta.get("Version"), "1.6.0")
+            and raw.get("Sampler", "").strip() in ("DDIM", "PLMS")):
+        groups.setdefault("Version", {})["pad_conds_v0"] = True
 
     fields: dict[str, object] = {"prompt": prompt, "negative_prompt": negative,
                                  "enable_hires": any(k in raw for k in _HIRES_MARKERS),
@@ -300,16 +304,21 @@ def parse_infotext(text: str) -> ParsedInfotext:
 _RE_VERSION = re.compile(r"([^-]+-[^-]+)-.*")
 
 
-def _before_v170_tsnr(text: str | None) -> bool:
-    """A1111's rule: images made before v1.7.0-225 used fp16 alphas_cumprod, so their infotexts mean it."""
+def _version_before(text: str | None, than: str) -> bool:
+    """A1111 parse_version: an infotext `Version` older than `than` (unparseable or missing: False)."""
     if not text:
         return False
     from packaging import version
     m = _RE_VERSION.match(text)
     try:
-        return version.parse(m.group(1) if m else text) < version.parse("v1.7.0-225")
+        return version.parse(m.group(1) if m else text) < version.parse(than)
     except version.InvalidVersion:
         return False
+
+
+def _before_v170_tsnr(text: str | None) -> bool:
+    """Images made before v1.7.0-225 used fp16 alphas_cumprod, so their infotexts mean it."""
+    return _version_before(text, "v1.7.0-225")
 
 
 def _blame(error: InvalidParameter, groups: Mapping[str, Mapping[str, object]], raw: Mapping[str, str]) -> str:

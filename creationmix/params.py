@@ -226,6 +226,7 @@ class GenerationParams:
     beta_beta: float = 0.6  # "Beta schedule beta"
     s_min_uncond: float = 0.0  # "NGMS": skip the negative prompt below this sigma on every other step
     pad_conds: bool = False  # "Pad conds": pad cond/uncond to one length with the empty prompt
+    pad_conds_v0: bool = False  # "Pad conds v0": A1111 < 1.6 DDIM/PLMS: repeat/truncate the uncond to the cond
     downcast_alphas_cumprod: bool = False  # "Downcast alphas_cumprod": fp16 alphas, as A1111 < 1.7
     token_merging_ratio: float = 0.0  # "Token merging ratio" (ToMe)
     token_merging_ratio_hr: float = 0.0  # "Token merging ratio hr" (ToMe in the hires pass)
@@ -286,7 +287,7 @@ class GenerationParams:
         if self.sigma_min and self.sigma_max and self.sigma_min >= self.sigma_max:
             raise InvalidParameter(f"schedule min sigma ({self.sigma_min}) must be below schedule max sigma "
                                    f"({self.sigma_max})")
-        for name in ("pad_conds", "downcast_alphas_cumprod"):
+        for name in ("pad_conds", "pad_conds_v0", "downcast_alphas_cumprod"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidParameter(f"{name.replace('_', ' ')} must be true or false, got {getattr(self, name)!r}")
         if self.enable_hires:

@@ -39,6 +39,7 @@ OPTION_KEYS: dict[str, tuple[str, object]] = {
     "beta_beta": ("Beta schedule beta", 0.6),
     "s_min_uncond": ("NGMS", 0.0),
     "pad_conds": ("Pad conds", False),
+    "pad_conds_v0": ("Pad conds v0", False),
     "downcast_alphas_cumprod": ("Downcast alphas_cumprod", False),
     "token_merging_ratio": ("Token merging ratio", 0.0),
     "token_merging_ratio_hr": ("Token merging ratio hr", 0.0),
@@ -101,7 +102,7 @@ def applied_options(p: GenerationParams) -> dict[str, object]:
                     out[name] = value
             elif name in ("beta_alpha", "beta_beta") or value != default:
                 out[name] = value  # A1111 always writes the beta distribution when Beta runs
-    for name in ("s_min_uncond", "pad_conds", "downcast_alphas_cumprod", "token_merging_ratio"):
+    for name in ("s_min_uncond", "pad_conds", "pad_conds_v0", "downcast_alphas_cumprod", "token_merging_ratio"):
         if getattr(p, name) != OPTION_KEYS[name][1]:
             out[name] = getattr(p, name)
     if p.enable_hires and p.token_merging_ratio_hr != 0:

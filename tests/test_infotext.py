@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from creationmix.errors import InfotextError, InvalidParameter
 from creationmix.infotext import (META_KEYS, PARAM_KEYS, RE_PARAM, ParsedInfotext, format_infotext,
                                   parse_infotext, quote, unquote)
-from creationmix.infotext import _before_v170_tsnr
+from creationmix.infotext import _before_v170_tsnr, _version_before
 from creationmix.params import resolve_schedule
 from creationmix.params import (EMPHASIS_MODES, PROMPT_SYNTAXES, RNG_SOURCES, SAMPLERS, SCHEDULES, UPSCALERS,
                                 GenerationParams)
@@ -277,6 +277,8 @@ def _expected_after_parse(p: GenerationParams, meta: dict | None = None) -> Gene
         changes["hires_schedule"] = resolve_schedule(p.hires_sampler or p.sampler, p.hires_schedule or p.schedule)
     if _before_v170_tsnr((meta or {}).get("Version")):
         changes["downcast_alphas_cumprod"] = True
+    if _version_before((meta or {}).get("Version"), "1.6.0") and p.sampler in ("DDIM", "PLMS"):
+        changes["pad_conds_v0"] = True
     if p.hires_prompt == p.prompt:
         changes["hires_prompt"] = ""
     if p.hires_negative_prompt == p.negative_prompt:

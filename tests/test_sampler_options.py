@@ -200,6 +200,26 @@ def test_pad_conds_pads_the_shorter_with_the_empty_prompt():
     assert calls == [(1, 154), (1, 77)]  # without Pad conds: two calls, A1111's default
 
 
+def test_pad_conds_v0_repeats_or_truncates_the_uncond():
+    calls, state = [], CFGState()
+    c, u = torch.ones(1, 154, 8), torch.cat([torch.zeros(1, 76, 8), torch.full((1, 1, 8), 2.0)], dim=1)
+    m = CFGModel(_recording_denoiser(calls), _Cond(c, u), 1.0, 1, pad_v0=True, state=state)
+    out = m(torch.zeros(1, 4, 2, 2), torch.tensor([1.0]))
+    assert calls == [(2, 154)] and state.padded_v0
+    assert out.mean().item() == pytest.approx(1.0)  # cfg 1: the cond prediction
+    assert m.last_noise_uncond.mean().item() == pytest.approx(78 * 2.0 / 154)  # last vector repeated 77 times
+    calls.clear()
+    m = CFGModel(_recording_denoiser(calls), _Cond(u, c), 1.0, 1, pad_v0=True)
+    m(torch.zeros(1, 4, 2, 2), torch.tensor([1.0]))
+    assert calls == [(2, 77)]  # a longer uncond is cut to the cond's length
+
+
+def test_pad_conds_v0_back_compat_for_old_ddim():
+    assert parse_infotext(_line(Sampler="DDIM", Version="v1.5.1")).params.pad_conds_v0 is True
+    assert parse_infotext(_line(Sampler="Euler", Version="v1.5.1")).params.pad_conds_v0 is False
+    assert parse_infotext(_line(Sampler="PLMS", Version="v1.6.0")).params.pad_conds_v0 is False
+
+
 def test_cfg_keeps_last_uncond_for_cfgpp():
     m = CFGModel(_recording_denoiser([]), _Cond(torch.ones(1, 77, 8), torch.full((1, 77, 8), 0.25)), 1 / 12.5, 1)
     m(torch.zeros(1, 4, 2, 2), torch.tensor([1.0]))

@@ -17,7 +17,7 @@ _SLIDERS = {
     "token_merging_ratio_hr": (0, 0.9, 0.1),
 }
 _NUMBERS = ("sigma_min", "sigma_max", "rho")
-_CHECKBOXES = ("pad_conds", "downcast_alphas_cumprod")
+_CHECKBOXES = ("pad_conds", "pad_conds_v0", "downcast_alphas_cumprod")
 
 
 def add_advanced_sampling(f: dict, d: GenerationParams) -> None:

@@ -22,7 +22,7 @@ INT_FIELDS = frozenset({"steps", "seed", "width", "height", "batch_size", "batch
 FLOAT_FIELDS = frozenset({"cfg_scale", "hires_scale", "denoising_strength", "eta", "eta_ddim", "s_churn", "s_tmin",
                           "s_tmax", "s_noise", "sigma_min", "sigma_max", "rho", "beta_alpha", "beta_beta",
                           "s_min_uncond", "token_merging_ratio", "token_merging_ratio_hr"})
-BOOL_FIELDS = frozenset({"enable_hires", "pad_conds", "downcast_alphas_cumprod"})
+BOOL_FIELDS = frozenset({"enable_hires", "pad_conds", "pad_conds_v0", "downcast_alphas_cumprod"})
 _LABELS = {"cfg_scale": "CFG scale", "hires_resize_x": "hires resize width", "hires_resize_y": "hires resize height"}
 
 
