@@ -13,7 +13,7 @@ import torch
 from .common import (Steps, default_noise_sampler, get_ancestral_step, need_brownian, sigma_fn, t_fn, to_d)
 
 
-def _churn(run, x, sigmas, i, noise_fn, s_churn, s_tmin, s_tmax, s_noise):
+def _churn(x, sigmas, i, noise_fn, s_churn, s_tmin, s_tmax, s_noise):
     """Karras' churn (Euler, Heun, DPM2): k-diffusion draws the noise every step, used or not, so with churn on
     we draw every step too (the draws are A1111's ImageRNG sequence); at s_churn 0 nothing is drawn or added."""
     if not s_churn:
@@ -32,7 +32,7 @@ def sample_euler(model, x, sigmas, *, noise_fn=None, noise_sampler=None, callbac
     run = Steps(x, len(sigmas) - 1, callback, should_stop)
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
-        x, sigma_hat = _churn(run, x, sigmas, i, noise_fn, s_churn, s_tmin, s_tmax, s_noise)
+        x, sigma_hat = _churn(x, sigmas, i, noise_fn, s_churn, s_tmin, s_tmax, s_noise)
         denoised = run.model(model, x, sigma_hat * s_in)
         d = to_d(x, sigma_hat, denoised)
         run.report(i, x, denoised)
@@ -65,7 +65,7 @@ def sample_heun(model, x, sigmas, *, noise_fn=None, noise_sampler=None, callback
     run = Steps(x, len(sigmas) - 1, callback, should_stop)
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
-        x, sigma_hat = _churn(run, x, sigmas, i, noise_fn, s_churn, s_tmin, s_tmax, s_noise)
+        x, sigma_hat = _churn(x, sigmas, i, noise_fn, s_churn, s_tmin, s_tmax, s_noise)
         denoised = run.model(model, x, sigma_hat * s_in)
         d = to_d(x, sigma_hat, denoised)
         run.report(i, x, denoised)
@@ -87,7 +87,7 @@ def sample_dpm_2(model, x, sigmas, *, noise_fn=None, noise_sampler=None, callbac
     run = Steps(x, len(sigmas) - 1, callback, should_stop)
     s_in = x.new_ones([x.shape[0]])
     for i in range(len(sigmas) - 1):
-        x, sigma_hat = _churn(run, x, sigmas, i, noise_fn, s_churn, s_tmin, s_tmax, s_noise)
+        x, sigma_hat = _churn(x, sigmas, i, noise_fn, s_churn, s_tmin, s_tmax, s_noise)
         denoised = run.model(model, x, sigma_hat * s_in)
         d = to_d(x, sigma_hat, denoised)
         run.report(i, x, denoised)
