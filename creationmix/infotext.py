@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from .errors import InfotextError, InvalidParameter
-from .params import GenerationParams, resolve_schedule
+from .params import TIMESTEP_SAMPLERS, GenerationParams, resolve_schedule
 from .sampler_options import OPTION_KEYS, applied_options
 
 # Verbatim from A1111 modules/infotext_utils.py.
@@ -115,8 +115,10 @@ def format_infotext(params: GenerationParams, meta: Mapping[str, str] | None = N
         pairs.append(("Hires upscaler", p.hires_upscaler))
         if p.hires_sampler is not None and p.hires_sampler != p.sampler:
             pairs.append(("Hires sampler", p.hires_sampler))
-        hires_schedule = resolve_schedule(p.hires_sampler or p.sampler, p.hires_schedule or p.schedule)
-        if hires_schedule != p.sampler_schedule:
+        hires_sampler = p.hires_sampler or p.sampler
+        hires_schedule = resolve_schedule(hires_sampler, p.hires_schedule or p.schedule)
+        # Timestep samplers (DDIM...) run on the model's timesteps: A1111 writes no schedule for their pass.
+        if hires_schedule != p.sampler_schedule and hires_sampler not in TIMESTEP_SAMPLERS:
             pairs.append(("Hires schedule type", hires_schedule))
         if p.hires_prompt and p.hires_prompt != p.prompt:
             pairs.append(("Hires prompt", p.hires_prompt))

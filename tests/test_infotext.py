@@ -12,7 +12,7 @@ from creationmix.errors import InfotextError, InvalidParameter
 from creationmix.infotext import (META_KEYS, PARAM_KEYS, RE_PARAM, ParsedInfotext, format_infotext,
                                   parse_infotext, quote, unquote)
 from creationmix.infotext import _before_v170_tsnr, _version_before
-from creationmix.params import resolve_schedule
+from creationmix.params import TIMESTEP_SAMPLERS, resolve_schedule
 from creationmix.params import (EMPHASIS_MODES, PROMPT_SYNTAXES, RNG_SOURCES, SAMPLERS, SCHEDULES, UPSCALERS,
                                 GenerationParams)
 
@@ -273,8 +273,10 @@ def _expected_after_parse(p: GenerationParams, meta: dict | None = None) -> Gene
     (A1111 does not write them); values with surrounding whitespace are kept since they are quoted; an old
     `Version` switches on fp16 alphas (A1111's back-compat rule)."""
     changes = dict(schedule=p.sampler_schedule)
-    if p.enable_hires:
+    if p.enable_hires and (p.hires_sampler or p.sampler) not in TIMESTEP_SAMPLERS:
         changes["hires_schedule"] = resolve_schedule(p.hires_sampler or p.sampler, p.hires_schedule or p.schedule)
+    elif p.enable_hires:
+        changes["hires_schedule"] = None
     if _before_v170_tsnr((meta or {}).get("Version")):
         changes["downcast_alphas_cumprod"] = True
     if _version_before((meta or {}).get("Version"), "1.6.0") and p.sampler in ("DDIM", "PLMS"):
