@@ -217,3 +217,67 @@ def test_engine_applies_ensd_to_euler_a(engine):
     b = engine.generate(p.replace(eta_noise_seed_delta=31337), save=False)
     assert not np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))
     assert "ENSD: 31337" in b.infotexts[0] and "ENSD" not in a.infotexts[0]
+
+
+# -- X/Y/Z axes -------------------------------------------------------------------------------------------------
+def test_xyz_variation_axes():
+    import random
+
+    from creationmix.xyz.axes import axis_kind, parse_axis
+    from creationmix.xyz.plot import plan_xyz
+
+    assert axis_kind("variation seed").label == "Var. seed" and axis_kind("subseed strength").label == "Var. strength"
+    with pytest.raises(InvalidParameter, match="variation strength must be between 0 and 1"):
+        parse_axis("Var. strength", "0, 1.5")
+    base = GenerationParams(prompt="x", steps=2, sampler="Euler", seed=100, width=64, height=64)
+    plan = plan_xyz(base, parse_axis("Var. strength", "0, 0.5, 1"), parse_axis("Var. seed", "-1, 7"),
+                    rand=random.Random(0))
+    fixed = plan.cells[0].params.subseed
+    assert fixed != -1 and [c.params.subseed for c in plan.cells] == [fixed] * 3 + [7] * 3
+    assert [c.params.subseed_strength for c in plan.cells[:3]] == [0.0, 0.5, 1.0]
+    assert dict(plan.grid_keys())["Fixed Y Values"] == f"{fixed}, 7"
+    # A grid-wide variation seed even when the base had none, so a strength axis varies towards one seed.
+    only_strength = plan_xyz(base, parse_axis("Var. strength", "0.2, 0.4"), rand=random.Random(1))
+    assert len({c.params.subseed for c in only_strength.cells}) == 1
+    # Seeds under a variation strength are not batched: the engine would give batch image i the same seed.
+    seeds = plan_xyz(base.replace(subseed=5, subseed_strength=0.3), parse_axis("Seed", "1-3"))
+    assert [(r.params.seed, r.params.batch_size) for r in seeds.runs] == [(1, 1), (2, 1), (3, 1)]
+    assert [r.params.batch_size for r in plan_xyz(base, parse_axis("Seed", "1-3")).runs] == [3]
+
+
+# -- CLI and UI edges -------------------------------------------------------------------------------------------
+def test_cli_flags_set_the_seed_extras(tmp_path, capsys):
+    from creationmix.cli import build_parser, main, params_from_args
+
+    args = build_parser().parse_args(["txt2img", "--subseed", "9", "--subseed-strength", "0.4", "--ensd", "31337",
+                                      "--seed-resize-from-w", "512", "--seed-resize-from-h", "768", "--rng", "NV"])
+    p = params_from_args(args)
+    assert (p.subseed, p.subseed_strength, p.eta_noise_seed_delta) == (9, 0.4, 31337)
+    assert (p.seed_resize_from_w, p.seed_resize_from_h, p.rng) == (512, 768, "NV")
+    assert params_from_args(build_parser().parse_args(["txt2img", "--eta-noise-seed-delta", "5"])) \
+        .eta_noise_seed_delta == 5
+    assert main(["txt2img", "--data-dir", str(tmp_path), "--subseed-strength", "2"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "variation seed strength" in err[0]
+    assert not list(tmp_path.rglob("*.png"))
+
+
+def test_ui_fields_and_extra_toggle():
+    import gradio as gr
+
+    from creationmix.ui.fields import fields_from_params, params_from_fields
+    from creationmix.ui.seed_extra import extras_in_use, on_toggle, on_value
+
+    p = params_from_fields({"subseed": 12.0, "subseed_strength": "0.3", "seed_resize_from_w": 512,
+                            "seed_resize_from_h": 512.0, "eta_noise_seed_delta": 31337})
+    assert (p.subseed, p.subseed_strength, p.seed_resize_from_w, p.eta_noise_seed_delta) == (12, 0.3, 512, 31337)
+    assert params_from_fields(fields_from_params(p)) == p
+    with pytest.raises(InvalidParameter, match="variation seed must be a whole number"):
+        params_from_fields({"subseed": 1.5})
+    assert not extras_in_use(0, 0, 0) and extras_in_use(0.1, 0, 0) and extras_in_use(0, 512, 0)
+    panel, strength, w, h = on_toggle(False)
+    assert (strength, w, h) == (0, 0, 0) and panel["visible"] is False
+    assert on_toggle(True)[0]["visible"] is True
+    ticked, panel = on_value(0.5, 0, 0)
+    assert ticked is True and panel["visible"] is True
+    assert all(isinstance(u, type(gr.skip())) for u in on_value(0, 0, 0))
