@@ -281,3 +281,11 @@ def test_ui_fields_and_extra_toggle():
     ticked, panel = on_value(0.5, 0, 0)
     assert ticked is True and panel["visible"] is True
     assert all(isinstance(u, type(gr.skip())) for u in on_value(0, 0, 0))
+
+
+def test_preset_cards_keep_the_seed_extras(tmp_path):
+    from creationmix.presets import load_preset, save_preset
+
+    p = GenerationParams(prompt="x", seed=5, subseed=6, subseed_strength=0.3, seed_resize_from_w=512,
+                         seed_resize_from_h=640, eta_noise_seed_delta=31337, rng="NV")
+    assert load_preset(save_preset(tmp_path, p, "Var")).to_params() == p
