@@ -33,22 +33,37 @@ def philox4x32(counter: np.ndarray, key: Sequence[int] | np.ndarray, rounds: int
     """Philox4x32-R on a batch of counters: `counter` (4, N) uint32, `key` two uint32 words (scalars, or (2, N)).
 
     Returns a new (4, N) uint32 array; the input is not modified."""
-    c0, c1, c2, c3 = (np.asarray(w, dtype=np.uint32) for w in np.asarray(counter, dtype=np.uint32))
+    words = np.array(counter, dtype=np.uint64)  # a copy, worked on in place
     if isinstance(key, np.ndarray) and key.ndim == 2:
         k0, k1 = key[0].astype(np.uint64), key[1].astype(np.uint64)
     else:
         k0, k1 = np.uint64(int(key[0]) & _MASK32), np.uint64(int(key[1]) & _MASK32)
+    _rounds(words, k0, k1, rounds)
+    return words.astype(np.uint32)
+
+
+def _rounds(words: np.ndarray, k0, k1, rounds: int) -> None:
+    """The Philox rounds on (4, N) uint64 words holding 32-bit values, in place (products are exact in 64 bits;
+    in-place ufuncs because this runs for every Brownian-tree draw of the SDE samplers)."""
+    c0, c1, c2, c3 = words
+    p0, p1 = np.empty_like(c0), np.empty_like(c0)
     m0, m1 = np.uint64(PHILOX_M[0]), np.uint64(PHILOX_M[1])
     w0, w1 = np.uint64(PHILOX_W[0]), np.uint64(PHILOX_W[1])
     mask, shift = np.uint64(_MASK32), np.uint64(32)
     for r in range(rounds):
         if r:
             k0, k1 = (k0 + w0) & mask, (k1 + w1) & mask
-        p0 = c0.astype(np.uint64) * m0  # exact: both factors < 2**32
-        p1 = c2.astype(np.uint64) * m1
-        c0, c1, c2, c3 = (((p1 >> shift) ^ c1 ^ k0).astype(np.uint32), p1.astype(np.uint32),
-                          ((p0 >> shift) ^ c3 ^ k1).astype(np.uint32), p0.astype(np.uint32))
-    return np.stack([c0, c1, c2, c3])
+        np.multiply(c0, m0, out=p0)
+        np.multiply(c2, m1, out=p1)
+        # (hi(p1) ^ c1 ^ k0, lo(p1), hi(p0) ^ c3 ^ k1, lo(p0)); each old word is read before it is overwritten
+        np.right_shift(p1, shift, out=c0)
+        c0 ^= c1
+        c0 ^= k0
+        np.bitwise_and(p1, mask, out=c1)
+        np.right_shift(p0, shift, out=c2)
+        c2 ^= c3
+        c2 ^= k1
+        np.bitwise_and(p0, mask, out=c3)
 
 
 def seed_key(seed: int) -> tuple[int, int]:
@@ -59,9 +74,18 @@ def seed_key(seed: int) -> tuple[int, int]:
 
 def box_muller(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The first (sine) normal of Box-Muller on two uint32 words, as float32."""
-    u = x.astype(np.float64) * _INV32 + _INV32_HALF
-    v = y.astype(np.float64) * _INV32_2PI + _INV32_2PI_HALF
-    return (np.sqrt(-2.0 * np.log(u)) * np.sin(v)).astype(np.float32)
+    u = x.astype(np.float64)
+    u *= _INV32
+    u += _INV32_HALF
+    np.log(u, out=u)
+    u *= -2.0
+    np.sqrt(u, out=u)
+    v = y.astype(np.float64)
+    v *= _INV32_2PI
+    v += _INV32_2PI_HALF
+    np.sin(v, out=v)
+    u *= v
+    return u.astype(np.float32)
 
 
 class PhiloxGenerator:
@@ -77,10 +101,11 @@ class PhiloxGenerator:
         n = int(np.prod(shape, dtype=np.int64))
         if n > 1 << 32:
             raise ValueError(f"NV noise draws at most 2**32 numbers at once, asked for {n}")
-        counter = np.zeros((4, n), dtype=np.uint32)
-        counter[0] = self.offset & _MASK32
-        counter[1] = (self.offset >> 32) & _MASK32
-        counter[2] = np.arange(n, dtype=np.uint32)
+        words = np.zeros((4, n), dtype=np.uint64)
+        words[0] = self.offset & _MASK32
+        words[1] = (self.offset >> 32) & _MASK32
+        words[2] = np.arange(n, dtype=np.uint64)
         self.offset += 1
-        out = philox4x32(counter, seed_key(self.seed))
-        return box_muller(out[0], out[1]).reshape(shape)
+        k0, k1 = seed_key(self.seed)
+        _rounds(words, np.uint64(k0), np.uint64(k1), ROUNDS)
+        return box_muller(words[0], words[1]).reshape(shape)
