@@ -155,7 +155,8 @@ def test_brownian_noise_follows_the_source():
 # -- CUDA (lent GPU only) ---------------------------------------------------------------------------------------
 def _resident_threads() -> int:
     props = torch.cuda.get_device_properties(0)
-    return props.multi_processor_count * props.max_threads_per_multi_processor
+    # 1536 (consumer Ampere/Ada) is the smallest per-SM thread count of recent GPUs: a safe lower bound.
+    return props.multi_processor_count * getattr(props, "max_threads_per_multi_processor", 1536)
 
 
 @pytest.mark.gpu
