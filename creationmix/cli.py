@@ -93,7 +93,10 @@ def params_from_args(args: argparse.Namespace, lora: str | None = None) -> Gener
             text = args.params.read_text(encoding="utf-8")
         except OSError as e:
             raise _ArgError(f"cannot read --params file {args.params}: {e.strerror}") from e
-        base = parse_infotext(text).params
+        parsed = parse_infotext(text)
+        for w in parsed.warnings:  # said when the recipe is loaded, before any work
+            print(f"warning: {w}", file=sys.stderr)
+        base = parsed.params
     return base.replace(**param_overrides(args))
 
 
@@ -138,11 +141,18 @@ def cmd_presets(args) -> int:
 
 
 def cmd_pnginfo(args) -> int:
+    """The raw text on stdout (as stored, for scripts); on stderr what pasting it would apply and ignore."""
+    from .infotext import parse_infotext
     from .pnginfo import read_parameters
     text = read_parameters(args.file)
     if not text:
         raise _ArgError(f"{args.file}: no generation parameters in this image")
     print(text)
+    try:
+        report = parse_infotext(text).report()
+    except CreationMixError as e:
+        report = f"cannot be used as a recipe: {e}"
+    print(report, file=sys.stderr)
     return 0
 
 

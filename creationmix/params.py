@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import InvalidParameter
 
@@ -44,7 +44,9 @@ RNG_SOURCES: tuple[str, ...] = ("GPU", "CPU")
 EMPHASIS_MODES: tuple[str, ...] = ("Original", "No norm", "None")
 PROMPT_SYNTAXES: tuple[str, ...] = ("A1111", "Compel")
 
-MAX_SEED = 4294967294
+MAX_SEED = 4294967294  # the largest seed A1111 draws for -1
+# The largest seed A1111 accepts: it seeds torch generators with int(seed), and torch takes any 64-bit value.
+MAX_SEED_VALUE = 2**64 - 1
 
 
 def split_sampler_name(name: str, schedule: str | None = None) -> tuple[str, str]:
@@ -124,8 +126,6 @@ class GenerationParams:
     # Model selection by name inside the configured folders (None: the current / first one).
     checkpoint: str | None = None
     vae: str = "Automatic"  # "Automatic" (A1111's sidecar rule), "None" (the checkpoint's own) or a file name
-    # Infotext keys we do not interpret, kept so writer(parser(x)) keeps them.
-    extra: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         sampler, schedule = split_sampler_name(self.sampler, self.schedule)
@@ -134,7 +134,6 @@ class GenerationParams:
         if self.hires_sampler is not None:
             hs, _ = split_sampler_name(self.hires_sampler)
             object.__setattr__(self, "hires_sampler", None if hs == sampler else hs)
-        object.__setattr__(self, "extra", tuple((str(k), str(v)) for k, v in self.extra))
         self._validate()
 
     def _validate(self) -> None:
@@ -149,7 +148,10 @@ class GenerationParams:
         _check_range("batch size", self.batch_size, 1, 64)
         _check_range("batch count", self.batch_count, 1, 1000)
         _check_range("clip skip", self.clip_skip, 1, 12)
-        _check_range("seed", self.seed, -1, MAX_SEED)
+        _check_range("seed", self.seed, -1, MAX_SEED_VALUE)
+        if self.seed + self.batch_size * self.batch_count - 1 > MAX_SEED_VALUE:
+            raise InvalidParameter(f"seed {self.seed} + {self.batch_size * self.batch_count - 1} (one seed per image) "
+                                   f"passes the largest seed, {MAX_SEED_VALUE}")
         _check_choice("RNG source", self.rng, RNG_SOURCES)
         _check_choice("emphasis mode", self.emphasis, EMPHASIS_MODES)
         _check_choice("prompt syntax", self.prompt_syntax, PROMPT_SYNTAXES)
@@ -201,9 +203,7 @@ class GenerationParams:
         return self.replace(seed=(rand or random).randint(0, MAX_SEED))
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["extra"] = [list(kv) for kv in self.extra]
-        return d
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "GenerationParams":
@@ -211,9 +211,6 @@ class GenerationParams:
         unknown = sorted(set(data) - names)
         if unknown:
             raise InvalidParameter(f"unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-        data = dict(data)
-        if "extra" in data:
-            data["extra"] = tuple(tuple(kv) for kv in data["extra"])
         return cls(**data)
 
     @classmethod

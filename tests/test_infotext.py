@@ -29,8 +29,7 @@ DOCUMENTED = {
 }
 COMMON = dict(steps=30, sampler="DPM++ 2M", schedule="Karras", cfg_scale=9.5, width=672, height=1056,
               clip_skip=2, enable_hires=True, hires_scale=1.6, hires_upscaler="Latent", hires_resize_x=0,
-              hires_resize_y=0, hires_sampler=None, rng="GPU", emphasis="Original", prompt_syntax="A1111",
-              extra=())
+              hires_resize_y=0, hires_sampler=None, rng="GPU", emphasis="Original", prompt_syntax="A1111")
 
 
 @needs_recipes
@@ -56,6 +55,8 @@ def test_rella_recipe_exact():
     assert params.prompt.endswith("zettai_ryouiki <lora:style_Rella:1.2>")
     assert params.negative_prompt.endswith("bad hand,EasyNegative, badhandv4")
     assert meta == {}
+    parsed = parse_infotext((RECIPES / "preset-lora-less-trained.txt").read_text(encoding="utf-8"))
+    assert parsed.ignored == {} and parsed.warnings == ()
 
 
 @needs_recipes
@@ -83,7 +84,7 @@ def test_writer_layout_and_order():
                          cfg_scale=7, seed=42, width=512, height=768, clip_skip=2, rng="CPU",
                          enable_hires=True, hires_scale=2, hires_steps=10, hires_upscaler="Latent (nearest)",
                          hires_sampler="DPM++ SDE", hires_prompt="a dog", denoising_strength=0.55,
-                         emphasis="No norm", prompt_syntax="Compel", extra=(("ENSD", "31337"),))
+                         emphasis="No norm", prompt_syntax="Compel")
     meta = {"Version": "v1.10.1", "Lora hashes": "style_Rella: 0123456789ab", "Model": "creationmixV12DStyle_v1",
             "Model hash": "1065c5d2e0", "VAE": "vae-ft-mse.safetensors", "VAE hash": "735e4c3a44",
             "TI hashes": "EasyNegative: c74b4e810b03"}
@@ -96,7 +97,7 @@ def test_writer_layout_and_order():
         "VAE: vae-ft-mse.safetensors, Denoising strength: 0.55, Clip skip: 2, RNG: CPU, Hires upscale: 2, "
         "Hires steps: 10, Hires upscaler: Latent (nearest), Hires sampler: DPM++ SDE, Hires prompt: a dog, "
         'Lora hashes: "style_Rella: 0123456789ab", TI hashes: "EasyNegative: c74b4e810b03", Emphasis: No norm, '
-        "Prompt syntax: Compel, ENSD: 31337, Version: v1.10.1")
+        "Prompt syntax: Compel, Version: v1.10.1")
     back, back_meta = parse_infotext(text)
     assert back_meta == meta
     assert back == p.replace(schedule="Uniform")
@@ -142,27 +143,48 @@ def test_multiline_prompt_and_negative():
     assert p.prompt == "line one\nline two" and p.negative_prompt == "bad\nworse"
 
 
-def test_denoising_without_hires_keys_does_not_enable_hires():
+def test_denoising_strength_alone_enables_hires_with_the_defaults():
+    # A1111 1.10 txt2img paste: enable_hr = "Denoising strength" in d and ("Hires upscale" in d or ... or
+    # "Hires resize-1" in d), and parse_generation_parameters always sets "Hires resize-1" (0 when missing).
     p = parse_infotext("Steps: 20, Sampler: Euler, CFG scale: 7, Denoising strength: 0.4").params
-    assert not p.enable_hires and p.denoising_strength == 0.4
+    assert p.enable_hires and p.denoising_strength == 0.4
+    assert (p.hires_scale, p.hires_upscaler, p.hires_steps) == (2.0, "Latent", 0)
 
 
 @pytest.mark.parametrize("key", ["Hires upscale: 2", "Hires resize: 1024x1024", "Hires steps: 5",
                                  "Hires upscaler: Latent"])
-def test_any_hires_key_enables_hires(key):
-    assert parse_infotext(f"Steps: 20, Sampler: Euler, CFG scale: 7, {key}").params.enable_hires
+def test_hires_keys_without_denoising_strength_leave_hires_off(key):
+    parsed = parse_infotext(f"Steps: 20, Sampler: Euler, CFG scale: 7, {key}")
+    assert not parsed.params.enable_hires
+    name = key.split(":")[0]
+    assert list(parsed.ignored) == [name]
+    assert parsed.warnings == (f"ignored (hires fix is off: no Denoising strength): {name}",)
+    assert name not in format_infotext(parsed.params)
 
 
-def test_quoted_values_and_unknown_keys_kept_in_order():
+def test_hires_keys_with_denoising_strength_enable_hires():
+    p = parse_infotext("Steps: 20, Sampler: Euler, CFG scale: 7, Denoising strength: 0.5, Hires steps: 5").params
+    assert p.enable_hires and p.hires_steps == 5
+
+
+def test_unknown_keys_are_reported_and_never_written_back():
     text = ('p\nSteps: 20, Sampler: Euler, CFG scale: 7, Zeta: 1, Alpha: "a, b: c\\n\\"d\\"", '
-            'Lora hashes: "x: 1, y: 2", Version: v1.9.4')
-    params, meta = parse_infotext(text)
-    assert params.extra == (("Zeta", "1"), ("Alpha", 'a, b: c\n"d"'))
+            'ADetailer model: face_yolov8n.pt, ENSD: 31337, Lora hashes: "x: 1, y: 2", ControlNet 0: "a: b", '
+            'Version: v1.9.4')
+    parsed = parse_infotext(text)
+    params, meta = parsed
+    assert parsed.ignored == {"Zeta": "1", "Alpha": 'a, b: c\n"d"', "ADetailer model": "face_yolov8n.pt",
+                              "ENSD": "31337", "ControlNet 0": "a: b"}
+    assert parsed.warnings == ("ignored (not supported): Zeta, Alpha, ADetailer model, ENSD, ControlNet 0",)
+    assert parsed.applied == ("Steps", "Sampler", "CFG scale")
     assert meta == {"Lora hashes": "x: 1, y: 2", "Version": "v1.9.4"}
     again = format_infotext(params, meta)
-    assert again.index("Lora hashes") < again.index("Zeta: 1, Alpha: ")  # A1111's position, before extras
-    assert again.endswith("Version: v1.9.4")
-    assert parse_infotext(again) == (params.replace(schedule="Uniform"), meta)  # the schedule now explicit
+    for key in parsed.ignored:
+        assert f"{key}:" not in again
+    assert again == ('p\nSteps: 20, Sampler: Euler, Schedule type: Uniform, CFG scale: 7, Seed: -1, Size: 512x512, '
+                     'Lora hashes: "x: 1, y: 2", Version: v1.9.4')
+    # Known-but-not-applied keys handed in as meta are not written either.
+    assert "ENSD" not in format_infotext(params, {"ENSD": "31337", "ADetailer model": "x", "Eta": "0.6"})
 
 
 def test_a1111_quote_rules():
@@ -191,8 +213,12 @@ def test_garbage_has_no_parameters(text):
     ("Steps: 20, Sampler: Euler, CFG scale: 7, Size: big", "Size", "big"),
     ("Steps: 20, Sampler: Euler, CFG scale: 7, Clip skip: 13", "Clip skip", "13"),
     ("Steps: 20, Sampler: Euler, CFG scale: 7, RNG: NV", "RNG", "NV"),
-    ("Steps: 20, Sampler: Euler, CFG scale: 7, Hires upscaler: 4x-UltraSharp", "Hires upscaler", "4x-UltraSharp"),
-    ("Steps: 20, Sampler: Euler, CFG scale: 7, Hires sampler: Foo", "Hires sampler", "Foo"),
+    ("Steps: 20, Sampler: Euler, CFG scale: 7, Denoising strength: 0.5, Hires upscaler: Foo-Sharp",
+     "Hires upscaler", "Foo-Sharp"),
+    ("Steps: 20, Sampler: Euler, CFG scale: 7, Denoising strength: 0.5, Hires sampler: Foo", "Hires sampler", "Foo"),
+    ("Steps: 20, Sampler: Euler, CFG scale: 7, Clip skip: 1.75", "Clip skip", "1.75"),
+    ("Steps: 20, Sampler: Euler, CFG scale: 7, Size: 768x1152, First pass size: 500x512", "First pass size",
+     "500x512"),
     ("Steps: 20, Sampler: Euler, CFG scale: 7, Denoising strength: 0", "Denoising strength", "0"),
     ("Steps: 20, Sampler: Euler, CFG scale: 7, Schedule type: Linear", "Schedule type", "Linear"),
     ("Steps: 20, Sampler: Euler, CFG scale: nan", "CFG scale", "nan"),
@@ -215,8 +241,6 @@ _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 _prompt_text = st.lists(st.one_of(_text, st.sampled_from(
     ["a, b", "(x:1.2)", 'say "hi"', "k: v", "ünïcödé 猫", "<lora:style_Rella:1.2>", "\n", "Steps: 3, a: b, c: d",
      "\\", "[a:b:0.5]", "Negative prompt: not really"])), max_size=4).map("".join)
-_extra_key = st.from_regex(r"[A-Za-z][A-Za-z0-9_ /-]{0,10}[A-Za-z0-9]", fullmatch=True).filter(
-    lambda k: k not in PARAM_KEYS and k not in META_KEYS and "  " not in k)
 _meta_value = st.one_of(st.from_regex(r"[0-9a-f]{10}", fullmatch=True), _text)
 _size = st.integers(8, 128).map(lambda v: v * 8)
 
@@ -243,7 +267,6 @@ def generation_params(draw, canonical: bool):
         seed=draw(st.integers(-1, 4294967294)), width=draw(_size), height=draw(_size),
         clip_skip=draw(st.integers(1, 12)), rng=draw(st.sampled_from(RNG_SOURCES)),
         emphasis=draw(st.sampled_from(EMPHASIS_MODES)), prompt_syntax=draw(st.sampled_from(PROMPT_SYNTAXES)),
-        extra=tuple(draw(st.dictionaries(_extra_key, _text, max_size=3)).items()),
     )
     if draw(st.booleans()):
         resize = draw(st.booleans())
