@@ -32,6 +32,8 @@ _RE_AFTER_JSON = re.compile(r"\s*(?:,|$)")
 _JSON = json.JSONDecoder()
 
 NEGATIVE_PREFIX = "Negative prompt:"
+# Dynamic Prompts writes its templates as lines after the parameter line (free text, commas and all).
+TEMPLATE_PREFIXES = ("Template: ", "Negative Template: ")
 
 PARAM_KEYS = names(APPLIED)
 META_KEYS = names(SOURCE)
@@ -155,7 +157,7 @@ def _split_lines(text: str) -> tuple[list[str], str, list[str]]:
         line = lines[i]
         if len(RE_PARAM.findall(line)) >= 3:
             return lines[:i], line, lines[i + 1:]
-        if not _RE_PAIRS_LINE.match(line.strip()):
+        if not (_RE_PAIRS_LINE.match(line.strip()) or line.startswith(TEMPLATE_PREFIXES)):
             break
     raise InfotextError("no generation parameters found")
 
@@ -177,7 +179,10 @@ def _prompts(lines: list[str]) -> tuple[str, str]:
 
 def _pairs(line: str) -> list[tuple[str, str]]:
     """A1111's regex pairs, except that a bare JSON object/list value is taken whole (A1111 would cut it at
-    its first comma and read its insides as more keys)."""
+    its first comma and read its insides as more keys), and a Dynamic Prompts template line is one value."""
+    if line.startswith(TEMPLATE_PREFIXES):
+        key, _, value = line.partition(": ")
+        return [(key, value)]
     out: list[tuple[str, str]] = []
     pos = 0
     while (m := RE_PARAM.search(line, pos)) is not None:
