@@ -225,5 +225,5 @@ def names(kind: str) -> frozenset[str]:
     return frozenset(k.name for k in KEYS if k.kind == kind)
 
 
-__all__ = ["InfotextKey", "KEYS", "BY_NAME", "HIRES_KEYS", "APPLIED", "SOURCE", "IGNORED", "UNKNOWN_KEY", "lookup", "names",
-           "applied", "source", "ignored", "format_number", "to_int", "to_float", "to_text", "to_size"]
+__all__ = ["InfotextKey", "KEYS", "BY_NAME", "HIRES_KEYS", "APPLIED", "SOURCE", "IGNORED", "UNKNOWN_KEY", "lookup",
+           "names", "applied", "source", "ignored", "format_number", "to_int", "to_float", "to_text", "to_size"]
