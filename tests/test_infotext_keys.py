@@ -160,8 +160,11 @@ def test_cli_pnginfo_shows_applied_and_ignored(tmp_path, capsys):
     assert cli.main(["pnginfo", str(path)]) == 0
     out, err = capsys.readouterr()
     assert out == text + "\n"  # the raw text, unchanged, for scripts
-    assert "Applied: Steps, Sampler, CFG scale, Seed, Size" in err and "Ignored: ENSD" in err
-    assert "Source (not applied; recomputed on output): Version" in err
+    assert err == "warning: ignored (not supported): ENSD\n"
+    assert cli.main(["pnginfo", "--keys", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(text + "\n\nApplied: Steps, Sampler, CFG scale, Seed, Size\n")
+    assert "Ignored: ENSD" in out and "Source (not applied; recomputed on output): Version" in out
 
 
 def test_parse_namespace_without_params_is_untouched():
