@@ -107,6 +107,18 @@ def test_seeds_above_2_32_are_accepted_as_a1111_does():
         GenerationParams(seed=MAX_SEED_VALUE, batch_size=2)
 
 
+def test_noise_for_a_seed_above_2_32_is_torchs_64_bit_seeding():
+    import torch
+    from creationmix.sampling.rng import BatchedBrownianTree, ImageRNG
+    seed = 7854848731
+    noise = ImageRNG((4, 8, 8), [seed, seed + 1]).first()
+    assert torch.equal(noise[0], torch.randn((4, 8, 8), generator=torch.Generator().manual_seed(seed)))
+    assert torch.equal(noise[1], torch.randn((4, 8, 8), generator=torch.Generator().manual_seed(seed + 1)))
+    x = torch.zeros(1, 4, 8, 8)
+    tree = BatchedBrownianTree(x, torch.tensor(0.1), torch.tensor(10.0), [seed])
+    assert tree(torch.tensor(0.5), torch.tensor(1.0)).shape == x.shape
+
+
 def test_clip_skip_fraction_is_refused_clearly():
     with pytest.raises(InfotextError, match=r"Clip skip: '1.75' is not a whole number.*extension"):
         parse_infotext(BASE + ", Clip skip: 1.75, Clip skip lerp after norm: True")
