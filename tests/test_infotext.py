@@ -169,13 +169,13 @@ def test_hires_keys_with_denoising_strength_enable_hires():
 
 def test_unknown_keys_are_reported_and_never_written_back():
     text = ('p\nSteps: 20, Sampler: Euler, CFG scale: 7, Zeta: 1, Alpha: "a, b: c\\n\\"d\\"", '
-            'ADetailer model: face_yolov8n.pt, ENSD: 31337, Lora hashes: "x: 1, y: 2", ControlNet 0: "a: b", '
+            'ADetailer model: face_yolov8n.pt, Hypernet: anime, Lora hashes: "x: 1, y: 2", ControlNet 0: "a: b", '
             'Version: v1.9.4')
     parsed = parse_infotext(text)
     params, meta = parsed
     assert parsed.ignored == {"Zeta": "1", "Alpha": 'a, b: c\n"d"', "ADetailer model": "face_yolov8n.pt",
-                              "ENSD": "31337", "ControlNet 0": "a: b"}
-    assert parsed.warnings == ("ignored (not supported): Zeta, Alpha, ADetailer model, ENSD, ControlNet 0",)
+                              "Hypernet": "anime", "ControlNet 0": "a: b"}
+    assert parsed.warnings == ("ignored (not supported): Zeta, Alpha, ADetailer model, Hypernet, ControlNet 0",)
     assert parsed.applied == ("Steps", "Sampler", "CFG scale")
     assert meta == {"Lora hashes": "x: 1, y: 2", "Version": "v1.9.4"}
     again = format_infotext(params, meta)
@@ -184,7 +184,8 @@ def test_unknown_keys_are_reported_and_never_written_back():
     assert again == ('p\nSteps: 20, Sampler: Euler, Schedule type: Uniform, CFG scale: 7, Seed: -1, Size: 512x512, '
                      'Lora hashes: "x: 1, y: 2", Version: v1.9.4')
     # Known-but-not-applied keys handed in as meta are not written either.
-    assert "ENSD" not in format_infotext(params, {"ENSD": "31337", "ADetailer model": "x", "Eta": "0.6"})
+    out = format_infotext(params, {"Hypernet": "anime", "ADetailer model": "x", "Face restoration": "GFPGAN"})
+    assert "Hypernet" not in out and "ADetailer" not in out and "Face restoration" not in out
 
 
 def test_a1111_quote_rules():

@@ -35,8 +35,8 @@ def test_every_row_is_complete():
 
 def test_ignored_keys_are_named_in_one_warning_and_never_written():
     parsed = parse_infotext(BASE + ", ADetailer model: face_yolov8n.pt, ControlNet 0: \"Module: canny, Model: x\","
-                                   " ENSD: 31337, Eta: 0.67, Hypernet: anime, Face restoration: CodeFormer")
-    assert parsed.warnings == ("ignored (not supported): ADetailer model, ControlNet 0, ENSD, Eta, Hypernet, "
+                                   " Mask blur: 4, Hypernet: anime, Face restoration: CodeFormer")
+    assert parsed.warnings == ("ignored (not supported): ADetailer model, ControlNet 0, Mask blur, Hypernet, "
                                "Face restoration",)
     out = format_infotext(parsed.params, {"Model": "m", **parsed.ignored})
     for key in parsed.ignored:
@@ -125,11 +125,11 @@ def test_clip_skip_fraction_is_refused_clearly():
 
 
 def test_report_lists_applied_source_and_ignored():
-    report = parse_infotext(BASE + ", Model hash: abc, ENSD: 31337, ADetailer model: x").report()
+    report = parse_infotext(BASE + ", Model hash: abc, Hypernet: anime, ADetailer model: x").report()
     assert report.splitlines() == [
         "Applied: Steps, Sampler, CFG scale, Seed, Size",
         "Source (not applied; recomputed on output): Model hash",
-        "Ignored: ENSD (not supported yet (eta noise seed delta))",
+        "Ignored: Hypernet (hypernetworks are not supported)",
         "Ignored: ADetailer model (ADetailer extension)",
     ]
 
@@ -147,11 +147,11 @@ class _RealParse:
 
 
 def test_ui_paste_warns_about_ignored_keys():
-    values, warnings = h.infotext_fields(_RealParse(), BASE + ", ENSD: 31337, ADetailer model: x")
-    assert warnings == ["ignored (not supported): ENSD, ADetailer model"]
+    values, warnings = h.infotext_fields(_RealParse(), BASE + ", Face restoration: CodeFormer, ADetailer model: x")
+    assert warnings == ["ignored (not supported): Face restoration, ADetailer model"]
     assert values["seed"] == 5
-    keys = h.infotext_keys(_RealParse(), BASE + ", ENSD: 31337")
-    assert "- Applied: Steps, Sampler, CFG scale, Seed, Size" in keys and "- Ignored: ENSD" in keys
+    keys = h.infotext_keys(_RealParse(), BASE + ", Face restoration: CodeFormer")
+    assert "- Applied: Steps, Sampler, CFG scale, Seed, Size" in keys and "- Ignored: Face restoration" in keys
     assert h.infotext_keys(_RealParse(), h.NO_PARAMETERS) == ""
     assert "Cannot be used" in h.infotext_keys(_RealParse(), BASE + ", Sampler: Nope")
 
@@ -167,16 +167,16 @@ def test_cli_params_warns_on_stderr(tmp_path, capsys):
 
 def test_cli_pnginfo_shows_applied_and_ignored(tmp_path, capsys):
     from PIL import Image
-    text = BASE + ", ENSD: 31337, Version: v1.10.1"
+    text = BASE + ", Face restoration: CodeFormer, Version: v1.10.1"
     path = write_png(Image.new("RGB", (8, 8)), tmp_path / "x.png", text)
     assert cli.main(["pnginfo", str(path)]) == 0
     out, err = capsys.readouterr()
     assert out == text + "\n"  # the raw text, unchanged, for scripts
-    assert err == "warning: ignored (not supported): ENSD\n"
+    assert err == "warning: ignored (not supported): Face restoration\n"
     assert cli.main(["pnginfo", "--keys", str(path)]) == 0
     out, err = capsys.readouterr()
     assert out.startswith(text + "\n\nApplied: Steps, Sampler, CFG scale, Seed, Size\n")
-    assert "Ignored: ENSD" in out and "Source (not applied; recomputed on output): Version" in out
+    assert "Ignored: Face restoration" in out and "Source (not applied; recomputed on output): Version" in out
 
 
 def test_parse_namespace_without_params_is_untouched():
