@@ -145,7 +145,7 @@ def service_options(args: argparse.Namespace, **kw):
 def params_from_args(args: argparse.Namespace, lora: str | None = None) -> GenerationParams:
     """Preset, then --params, then explicit flags: later sources override earlier ones. A preset with a LoRA
     slot gets `lora` in its slot when given (a sweep's LoRA), else its default LoRA."""
-    from .presets_resolve import resolve_params
+    from .presets_resolve import resolve_recipe
     text = None
     if getattr(args, "params", None):
         path = Path(args.params).expanduser()
@@ -155,8 +155,10 @@ def params_from_args(args: argparse.Namespace, lora: str | None = None) -> Gener
             raise _ArgError(f"cannot read --params file {path}: {e.strerror}") from e
         except UnicodeDecodeError:
             raise _ArgError(f"cannot read --params file {path}: not UTF-8 text") from None
-    return resolve_params(preset=getattr(args, "preset", None), infotext=text, overrides=param_overrides(args),
-                          lora=lora)
+    params, warnings = resolve_recipe(preset=getattr(args, "preset", None), infotext=text,
+                                      overrides=param_overrides(args), lora=lora)
+    print_warnings(warnings)  # said when the recipe is loaded, before any work
+    return params
 
 
 def print_warnings(warnings) -> None:
@@ -204,11 +206,22 @@ def cmd_presets(args) -> int:
 
 
 def cmd_pnginfo(args) -> int:
+    """The raw text on stdout (as stored, for scripts), warnings for keys pasting it would ignore on stderr;
+    with --keys, after a blank line, which keys it applies, keeps as source information and ignores."""
+    from .infotext import parse_infotext
     from .pnginfo import read_parameters
     text = read_parameters(args.file)
     if not text:
         raise _ArgError(f"{args.file}: no generation parameters in this image")
     print(text)
+    try:
+        parsed = parse_infotext(text)
+    except CreationMixError as e:
+        print(f"warning: cannot be used as a recipe: {e}", file=sys.stderr)
+        return 0
+    print_warnings(parsed.warnings)
+    if args.keys:
+        print(f"\n{parsed.report()}")
     return 0
 
 
@@ -228,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_presets)
     i = sub.add_parser("pnginfo", help="print the infotext of an image")
     i.add_argument("file", type=Path)
+    i.add_argument("--keys", action="store_true", help="also list the keys applied / kept / ignored")
     i.set_defaults(func=cmd_pnginfo)
     from .cli_jobs import add_previews_parser, add_xyz_parser
     add_xyz_parser(sub)

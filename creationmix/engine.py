@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from . import __version__
+from .civitai import civitai_hashes
 from .devices import pick_device, pick_dtype
 from .errors import Interrupted, ModelError
 from .infotext import format_infotext
@@ -27,7 +28,7 @@ from .output import dated_folder, save_numbered_png
 from .params import GenerationParams
 from .paths import Folders
 from .prompt.conditioning import build_conditioning
-from .prompt.embeddings import EmbeddingLibrary
+from .prompt.embeddings import EmbeddingLibrary, ti_hashes
 from .prompt.encoder import PromptEncoder
 from .lora.library import LoraLibrary
 from .lora.manager import LoraManager
@@ -79,6 +80,13 @@ def to_uint8_images(decoded: torch.Tensor) -> list[Image.Image]:
     x = torch.clamp((decoded.float() + 1.0) / 2.0, 0.0, 1.0)
     arr = (255.0 * np.moveaxis(x.cpu().numpy(), 1, 3)).astype(np.uint8)
     return [Image.fromarray(a) for a in arr]
+
+
+def hires_cond_steps(params: GenerationParams, spec, hires_spec) -> tuple[int, int]:
+    """(base, hires) step counts for the hires pass's prompt schedules, as A1111's calculate_hr_conds passes
+    them: base is the first pass's total steps (`firstpass_steps`), so `[cat:dog:25]` with 20 steps switches
+    at hires step 25 - 20 = 5; hires is the hires pass's total steps."""
+    return spec.total_steps(params.steps), hires_spec.total_steps(params.hires_steps_effective)
 
 
 class Engine:
@@ -165,10 +173,9 @@ class Engine:
         if params.enable_hires:
             hp = self._strip_tags(params.hires_prompt) if params.hires_prompt else prompt
             hn = self._strip_tags(params.hires_negative_prompt) if params.hires_negative_prompt else negative
-            hsteps = hires_spec.total_steps(params.hires_steps_effective)
-            hires_cond = self._encode(hp, hn, params, hsteps, hsteps)
+            hires_cond = self._encode(hp, hn, params, *hires_cond_steps(params, spec, hires_spec))
 
-        meta = self._infotext_meta(model, lora_meta, cond)
+        meta = self._infotext_meta(model, lora_meta, cond, hires_cond)
         folder = dated_folder(outputs_dir or self.folders.outputs_dir)
         denoiser = KDenoiser(self._unet_fn(model), self._alphas(params))
         self._cfg_state = CFGState()
@@ -357,15 +364,21 @@ class Engine:
 
         return report
 
-    def _infotext_meta(self, model: LoadedModel, lora_hashes: str, cond) -> dict[str, str]:
+    def _infotext_meta(self, model: LoadedModel, lora_hashes: str, cond, hires_cond=None) -> dict[str, str]:
+        """What describes this output, recomputed from what was loaded and used (never copied from a recipe)."""
         meta = {"Model hash": model.model_hash, "Model": Path(model.name).stem}
         if model.vae_name:
             meta["VAE hash"] = model.vae_hash
             meta["VAE"] = model.vae_name
         if lora_hashes:
             meta["Lora hashes"] = lora_hashes
-        ti = getattr(cond, "ti_hashes", None)
+        used = {**getattr(cond, "used_embeddings", {}), **getattr(hires_cond, "used_embeddings", {})}
+        ti = ti_hashes(used)
         if ti:
             meta["TI hashes"] = ", ".join(f"{k}: {v}" for k, v in ti.items())
+        active = self.loras.active if self.loras else []
+        loras = {a.name.replace(":", "").replace(",", ""): a.info.hash for a in active}
+        # Embedding.shorthash is sha256[:12]; civitai matches the first 10 digits.
+        meta["Hashes"] = civitai_hashes(model.model_hash, model.vae_hash if model.vae_name else None, loras, ti)
         meta["Version"] = f"CreationMix {__version__}"
         return meta

@@ -1,55 +1,83 @@
 """A1111 infotext: the text block under every image ("parameters" in a PNG), written and read here.
 
 The writer follows A1111 >= 1.9 (`create_infotext`): key order, which keys are left out at their defaults,
-the split sampler/schedule form and A1111's quoting. The reader follows `parse_generation_parameters`
-(same regex, same line rules) so anything A1111 can paste, we can paste, plus two tolerances: the old
-combined sampler names (`DPM++ 2M Karras`) and trailing `Key: value` lines after the parameter line (old
-A1111 "Used embeddings: ..." lines, as in the documented CreationMix recipe).
+the split sampler/schedule form and A1111's quoting. The reader follows `parse_generation_parameters` and the
+txt2img paste rules of A1111 1.10 (same regex, same line rules; hires fix on only with `Denoising strength`;
+`First pass size` converted by `restore_old_hires_fix_params`), plus tolerances: the old combined sampler names
+(`DPM++ 2M Karras`), trailing `Key: value` lines after the parameter line (old "Used embeddings: ..." lines,
+Dynamic Prompts' `Template:`) and bare JSON values (civitai's `Hashes: {...}`, `Civitai resources: [...]`).
 
-Keys we do not interpret go to `GenerationParams.extra` (order kept) so that writer(parser(x)) keeps them;
-keys describing the loaded files (model/VAE hashes, LoRA/TI hashes, version) go to `meta`, which the writer
-takes back in and puts at A1111's positions.
+What each key does is decided in one table, `infotext_keys.KEYS`: applied keys become GenerationParams fields,
+source keys (hashes, model names, version) go to `meta`, and every other key is reported in `ignored` and is
+never written back: an output infotext names only what made the picture.
 """
 from __future__ import annotations
 
 import json
 import math
 import re
-from collections.abc import Mapping
-from typing import NamedTuple
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 from .errors import InfotextError, InvalidParameter
-from .params import SAMPLERS_USING_ENSD, TIMESTEP_SAMPLERS, GenerationParams, resolve_schedule
+from .infotext_keys import (uses_ensd, APPLIED, HIRES_KEYS, IGNORED, KEYS, SOURCE, UNKNOWN_KEY, format_number, lookup,
+                            names)
+from .params import GenerationParams
 from .sampler_options import OPTION_KEYS, applied_options
 
 # Verbatim from A1111 modules/infotext_utils.py.
 RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
-RE_IMAGESIZE = re.compile(r"^(\d+)x(\d+)$")
 # A whole line of `Key: value` pairs and nothing else (for trailing lines after the parameter line).
 _RE_PAIRS_LINE = re.compile(r'^(?:\s*\w[\w \-/]+:\s*(?:"(?:\\.|[^\\"])+"|[^,]*)(?:,|$))+$')
+_RE_AFTER_JSON = re.compile(r"\s*(?:,|$)")
+_JSON = json.JSONDecoder()
 
 NEGATIVE_PREFIX = "Negative prompt:"
+# Dynamic Prompts writes its templates as lines after the parameter line (free text, commas and all).
+TEMPLATE_PREFIXES = ("Template: ", "Negative Template: ")
 
-# Keys about the files used (not parameters of a generation); they live in `meta`.
-META_BEFORE_DENOISE = ("Model hash", "Model", "VAE hash", "VAE")
-META_AFTER_HIRES = ("Lora hashes", "TI hashes")
-# "Used embeddings" is old A1111's trailing line; we write it inline, just before Version.
-META_LAST = ("Used embeddings", "Version")
-META_KEYS = frozenset(META_BEFORE_DENOISE + META_AFTER_HIRES + META_LAST)
-
-# Keys this module maps to GenerationParams fields.
-PARAM_KEYS = frozenset({
-    "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Denoising strength", "Clip skip", "RNG",
-    "Hires upscale", "Hires resize", "Hires steps", "Hires upscaler", "Hires sampler", "Hires prompt",
-    "Hires negative prompt", "Emphasis", "Prompt syntax", "Hires schedule type",
-    "Variation seed", "Variation seed strength", "Seed resize from", "ENSD",
-}) | frozenset(key for key, _ in OPTION_KEYS.values())
-_HIRES_MARKERS = ("Hires upscale", "Hires resize", "Hires steps", "Hires upscaler")
+PARAM_KEYS = names(APPLIED)
+META_KEYS = names(SOURCE)
+# Keys our own features add to what they write (X/Y/Z grid keys) go just before these source keys.
+_FEATURE_KEYS_BEFORE = "Hashes"
+NOT_SUPPORTED = "not supported"
+HIRES_OFF = "hires fix is off: no Denoising strength"
+NOT_USED = "not used by this recipe's sampler and schedule"
 
 
-class ParsedInfotext(NamedTuple):
+@dataclass(frozen=True)
+class ParsedInfotext:
+    """What an infotext means here. Unpacks as `params, meta` for callers that need only those."""
     params: GenerationParams
-    meta: dict[str, str]
+    meta: dict[str, str]  # source keys as read: kept, never applied (the engine writes its own)
+    ignored: dict[str, str] = field(default_factory=dict)  # keys not applied -> their raw values, in order
+    # How the text said it (not part of equality: two texts with the same meaning parse equal).
+    applied: tuple[str, ...] = field(default=(), compare=False)  # keys that set parameters
+    reasons: dict[str, str] = field(default_factory=dict, compare=False)  # ignored key -> why
+    notes: tuple[str, ...] = field(default=(), compare=False)  # conversions made (e.g. the old hires fix)
+
+    def __iter__(self) -> Iterator:
+        return iter((self.params, self.meta))
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """One warning per reason, naming the keys: `ignored (not supported): ADetailer model, ENSD`."""
+        by_reason: dict[str, list[str]] = {}
+        for key in self.ignored:
+            reason = self.reasons.get(key, "")
+            reason = reason if reason in (HIRES_OFF, NOT_USED) else NOT_SUPPORTED
+            by_reason.setdefault(reason, []).append(key)
+        return tuple(f"ignored ({reason}): {', '.join(keys)}" for reason, keys in by_reason.items())
+
+    def report(self) -> str:
+        """Which keys will be applied, which are kept as source information, which are ignored and why."""
+        lines = [f"Applied: {', '.join(self.applied) or '(none)'}"]
+        if self.meta:
+            lines.append(f"Source (not applied; recomputed on output): {', '.join(self.meta)}")
+        for key in self.ignored:
+            lines.append(f"Ignored: {key} ({self.reasons.get(key, NOT_SUPPORTED)})")
+        lines += list(self.notes)
+        return "\n".join(lines)
 
 
 # -- writing --------------------------------------------------------------------------------------------------
@@ -65,6 +93,17 @@ def quote(value: str) -> str:
     return text
 
 
+def _bare_json(text: str) -> bool:
+    """A JSON object/list written as is, as A1111's quote() writes a dict (civitai's regex needs it bare)."""
+    if text[:1] not in "{[" or "\n" in text:
+        return False
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
 def unquote(text: str) -> str:
     """A1111's unquote(): JSON-decode a quoted value; anything that is not valid JSON stays as it is."""
     if len(text) < 2 or text[0] != '"' or text[-1] != '"':
@@ -76,98 +115,38 @@ def unquote(text: str) -> str:
     return value if isinstance(value, str) else text
 
 
-def format_number(value: float) -> str:
-    """`7` for 7.0 (as A1111's sliders give it), else the shortest repr that reads back exactly."""
-    value = float(value)
-    if value.is_integer():
-        return str(int(value))
-    return repr(value)
-
-
 def format_infotext(params: GenerationParams, meta: Mapping[str, str] | None = None) -> str:
-    """The A1111 infotext for `params`; `meta` adds file keys (Model hash, Model, VAE, Lora hashes, ...).
+    """The A1111 infotext for `params`; `meta` adds what describes the output (Model hash, Model, VAE, Lora
+    hashes, Hashes, Version, ...) at A1111's positions, plus keys our own features write (X/Y/Z grid keys).
 
-    Meta keys that are parameter keys are ignored (the params win); other meta keys not in META_KEYS are
-    written after the extra keys (before Version) and so read back as extra keys."""
-    meta = {k: str(v) for k, v in (meta or {}).items() if v is not None and str(v) != "" and k not in PARAM_KEYS}
+    Meta keys that are parameter keys are dropped (the params win), and so are keys the table marks as not
+    applied: an output never claims what did not happen."""
+    meta = {k: str(v) for k, v in (meta or {}).items() if v is not None and str(v) != "" and _writable(k)}
+    features = {k: v for k, v in meta.items() if k not in _KNOWN}
+    pairs: list[tuple[str, str]] = []
+    for row in KEYS:
+        if row.name == _FEATURE_KEYS_BEFORE:
+            pairs += features.items()
+        if row.kind == APPLIED and row.write is not None:
+            value = row.write(params)
+            if value is not None:
+                pairs.append((row.name, value))
+        elif row.kind == SOURCE and row.name in meta:
+            pairs.append((row.name, meta[row.name]))
     p = params
-    pairs: list[tuple[str, str]] = [
-        ("Steps", str(p.steps)),
-        ("Sampler", p.sampler),
-        ("Schedule type", p.sampler_schedule),
-        ("CFG scale", format_number(p.cfg_scale)),
-        ("Seed", str(p.seed)),
-        ("Size", f"{p.width}x{p.height}"),
-    ]
-    pairs += [(k, meta[k]) for k in META_BEFORE_DENOISE if k in meta]
-    pairs += _seed_extra_pairs(p)
-    if p.enable_hires:
-        pairs.append(("Denoising strength", format_number(p.denoising_strength)))
-    if p.clip_skip > 1:
-        pairs.append(("Clip skip", str(p.clip_skip)))
-    if _uses_ensd(p):
-        pairs.append(("ENSD", str(p.eta_noise_seed_delta)))
-    if p.rng != "GPU":
-        pairs.append(("RNG", p.rng))
-    if p.enable_hires:
-        if p.hires_resize_x or p.hires_resize_y:
-            pairs.append(("Hires resize", f"{p.hires_resize_x}x{p.hires_resize_y}"))
-        else:
-            pairs.append(("Hires upscale", format_number(p.hires_scale)))
-        if p.hires_steps:
-            pairs.append(("Hires steps", str(p.hires_steps)))
-        pairs.append(("Hires upscaler", p.hires_upscaler))
-        if p.hires_sampler is not None and p.hires_sampler != p.sampler:
-            pairs.append(("Hires sampler", p.hires_sampler))
-        hires_sampler = p.hires_sampler or p.sampler
-        hires_schedule = resolve_schedule(hires_sampler, p.hires_schedule or p.schedule)
-        # Timestep samplers (DDIM...) run on the model's timesteps: A1111 writes no schedule for their pass.
-        if hires_schedule != p.sampler_schedule and hires_sampler not in TIMESTEP_SAMPLERS:
-            pairs.append(("Hires schedule type", hires_schedule))
-        if p.hires_prompt and p.hires_prompt != p.prompt:
-            pairs.append(("Hires prompt", p.hires_prompt))
-        if p.hires_negative_prompt and p.hires_negative_prompt != p.negative_prompt:
-            pairs.append(("Hires negative prompt", p.hires_negative_prompt))
-    pairs += [(k, meta[k]) for k in META_AFTER_HIRES if k in meta]
-    if p.emphasis != "Original":
-        pairs.append(("Emphasis", p.emphasis))
-    if p.prompt_syntax != "A1111":
-        pairs.append(("Prompt syntax", p.prompt_syntax))
-    applied = applied_options(p)  # sampler options: written only when they changed what ran
-    pairs += [(key, format_option(applied[name])) for name, (key, _) in OPTION_KEYS.items() if name in applied]
-    written = {k for k, _ in pairs} | PARAM_KEYS | META_KEYS
-    for k, v in p.extra:
-        if k not in written:
-            pairs.append((k, v))
-            written.add(k)
-    pairs += [(k, v) for k, v in meta.items() if k not in written]
-    pairs += [(k, meta[k]) for k in META_LAST if k in meta]
-
-    params_line = ", ".join(f"{k}: {quote(v)}" for k, v in pairs)
+    params_line = ", ".join(f"{k}: {v if _bare_json(v) and k in META_KEYS else quote(v)}" for k, v in pairs)
     negative = f"\n{NEGATIVE_PREFIX} {p.negative_prompt}" if p.negative_prompt else ""
     return f"{p.prompt}{negative}\n{params_line}".strip()
 
 
-def format_option(value) -> str:
-    return str(value) if isinstance(value, bool) else format_number(value)
+_KNOWN = frozenset(row.name for row in KEYS)
 
 
-def _seed_extra_pairs(p: GenerationParams) -> list[tuple[str, str]]:
-    pairs = []
-    if p.uses_variation:
-        pairs += [("Variation seed", str(p.subseed)), ("Variation seed strength", format_number(p.subseed_strength))]
-    if p.uses_seed_resize:
-        pairs.append(("Seed resize from", f"{p.seed_resize_from_w}x{p.seed_resize_from_h}"))
-    return pairs
-
-
-def _uses_ensd(p: GenerationParams) -> bool:
-    """A1111 writes ENSD only for samplers it changes (uses_ensd). It looks at the first-pass sampler only; a
-    hires sampler that draws ancestral noise is changed by ENSD too, so we write it then as well."""
-    if not p.eta_noise_seed_delta:
-        return False
-    samplers = {p.sampler} | ({p.hires_sampler or p.sampler} if p.enable_hires else set())
-    return bool(samplers & SAMPLERS_USING_ENSD)
+def _writable(key: str) -> bool:
+    """Source keys, and keys no table row knows (what our own features add, e.g. `X Type`); never a parameter
+    key (the params decide those) nor a key the table marks as not applied."""
+    row = lookup(key)
+    return row.kind == SOURCE or (row.kind == IGNORED and row.why == UNKNOWN_KEY)
 
 
 # -- reading --------------------------------------------------------------------------------------------------
@@ -181,7 +160,7 @@ def _split_lines(text: str) -> tuple[list[str], str, list[str]]:
         line = lines[i]
         if len(RE_PARAM.findall(line)) >= 3:
             return lines[:i], line, lines[i + 1:]
-        if not _RE_PAIRS_LINE.match(line.strip()):
+        if not (_RE_PAIRS_LINE.match(line.strip()) or line.startswith(TEMPLATE_PREFIXES)):
             break
     raise InfotextError("no generation parameters found")
 
@@ -202,75 +181,38 @@ def _prompts(lines: list[str]) -> tuple[str, str]:
 
 
 def _pairs(line: str) -> list[tuple[str, str]]:
-    return [(k, unquote(v)) for k, v in RE_PARAM.findall(line)]
+    """A1111's regex pairs, except that a bare JSON object/list value is taken whole (A1111 would cut it at
+    its first comma and read its insides as more keys), and a Dynamic Prompts template line is one value."""
+    if line.startswith(TEMPLATE_PREFIXES):
+        key, _, value = line.partition(": ")
+        return [(key, value)]
+    out: list[tuple[str, str]] = []
+    pos = 0
+    while (m := RE_PARAM.search(line, pos)) is not None:
+        key, value = m.group(1), m.group(2)
+        if value[:1] in "{[":
+            try:
+                _, end = _JSON.raw_decode(line, m.start(2))
+            except ValueError:
+                end = None
+            after = _RE_AFTER_JSON.match(line, end) if end is not None else None
+            if after is not None:
+                out.append((key, line[m.start(2):end]))
+                pos = after.end()
+                continue
+        out.append((key, unquote(value)))
+        pos = m.end()
+    return out
 
 
-def _int(key: str, value: str) -> int:
-    try:
-        return int(value.strip())
-    except ValueError:
-        pass
-    try:
-        f = float(value)
-    except ValueError:
-        f = math.nan
-    if math.isfinite(f) and f.is_integer():
-        return int(f)
-    raise InfotextError(f"{key}: {value!r} is not a whole number")
-
-
-def _float(key: str, value: str) -> float:
-    try:
-        f = float(value.strip())
-    except ValueError:
-        raise InfotextError(f"{key}: {value!r} is not a number") from None
-    if not math.isfinite(f):
-        raise InfotextError(f"{key}: {value!r} is not a finite number")
-    return f
-
-
-def _bool(key: str, value: str) -> bool:
-    v = value.strip().lower()
-    if v in ("true", "false"):
-        return v == "true"
-    raise InfotextError(f"{key}: {value!r} is not True or False")
-
-
-def _size(key: str, value: str) -> tuple[int, int]:
-    m = RE_IMAGESIZE.match(value.strip())
-    if not m:
-        raise InfotextError(f"{key}: {value!r} is not a size like 512x768")
-    return int(m.group(1)), int(m.group(2))
-
-
-# infotext key -> (GenerationParams field, converter); Sampler/Schedule type/Size/Hires resize are done apart
-_CONVERT = {
-    "Steps": ("steps", _int),
-    "CFG scale": ("cfg_scale", _float),
-    "Seed": ("seed", _int),
-    "Denoising strength": ("denoising_strength", _float),
-    "Clip skip": ("clip_skip", _int),
-    "RNG": ("rng", lambda k, v: v.strip()),
-    "Variation seed": ("subseed", _int),
-    "Variation seed strength": ("subseed_strength", _float),
-    "ENSD": ("eta_noise_seed_delta", _int),
-    "Hires upscale": ("hires_scale", _float),
-    "Hires steps": ("hires_steps", _int),
-    "Hires upscaler": ("hires_upscaler", lambda k, v: v.strip()),
-    "Hires sampler": ("hires_sampler", lambda k, v: v.strip()),
-    "Hires prompt": ("hires_prompt", lambda k, v: v),
-    "Hires negative prompt": ("hires_negative_prompt", lambda k, v: v),
-    "Emphasis": ("emphasis", lambda k, v: v.strip()),
-    "Prompt syntax": ("prompt_syntax", lambda k, v: v.strip()),
-    "Hires schedule type": ("hires_schedule", lambda k, v: v.strip()),
-}
-# Sampler option keys (sampler_options.OPTION_KEYS): numbers, or True/False for the switches.
-_CONVERT.update({key: (name, _bool if isinstance(default, bool) else _float)
-                 for name, (key, default) in OPTION_KEYS.items()})
+def old_hires_fix_first_pass_dimensions(width: int, height: int) -> tuple[int, int]:
+    """A1111's processing.old_hires_fix_first_pass_dimensions: about 512x512 pixels, sides rounded up to 64."""
+    scale = math.sqrt(512 * 512 / (width * height))
+    return math.ceil(scale * width / 64) * 64, math.ceil(scale * height / 64) * 64
 
 
 def parse_infotext(text: str) -> ParsedInfotext:
-    """Read an A1111 infotext into GenerationParams (missing keys: A1111's defaults) and meta.
+    """Read an A1111 infotext into GenerationParams (missing keys: A1111's defaults), meta and ignored keys.
 
     Raises InfotextError naming the key and value when a value is unknown or out of range, and
     InfotextError("no generation parameters found") when there is no parameter line."""
@@ -280,55 +222,79 @@ def parse_infotext(text: str) -> ParsedInfotext:
     prompt, negative = _prompts(head)
 
     meta: dict[str, str] = {}
-    extra: dict[str, str] = {}
     raw: dict[str, str] = {}
-    for key, value in _pairs(params_line):
-        if key in META_KEYS:
-            meta[key] = value
-        elif key in PARAM_KEYS:
-            raw[key] = value
-        else:
-            extra[key] = value
-    for line in trailing:
-        for key, value in _pairs(line):
-            meta[key] = value
+    ignored: dict[str, str] = {}
+    reasons: dict[str, str] = {}
+    pairs = _pairs(params_line) + [kv for line in trailing for kv in _pairs(line)]
+    for key, value in pairs:  # a repeated key: the last one wins, as in A1111's dict
+        row = lookup(key)
+        target = {APPLIED: raw, SOURCE: meta}.get(row.kind, ignored)
+        target.pop(key, None)
+        target[key] = value
+        if row.kind == IGNORED:
+            reasons[key] = row.why
     if not raw:  # three `a: b` pairs in a line of prose are not parameters
         raise InfotextError("no generation parameters found")
 
+    # A1111 1.10's txt2img paste: `enable_hr` is `"Denoising strength" in d` (its parser always adds
+    # "Hires resize-1", which makes the rest of that condition true). Hires keys alone change nothing.
+    enable_hires = "Denoising strength" in raw
+    if not enable_hires:
+        for key in HIRES_KEYS:
+            if key in raw:
+                ignored[key] = raw.pop(key)
+                reasons[key] = HIRES_OFF
+
     # One group of fields per infotext key, so an invalid value can be blamed on the key it came from.
     groups: dict[str, dict[str, object]] = {}
-    if "Sampler" in raw or "Schedule type" in raw:
-        groups["Sampler"] = {"sampler": raw.get("Sampler", "DPM++ 2M").strip(),
-                             "schedule": raw.get("Schedule type", "Automatic").strip()}
-    if "Size" in raw:
-        w, h = _size("Size", raw["Size"])
-        groups["Size"] = {"width": w, "height": h}
-    if "Hires resize" in raw:
-        rx, ry = _size("Hires resize", raw["Hires resize"])
-        groups["Hires resize"] = {"hires_resize_x": rx, "hires_resize_y": ry}
-    if "Seed resize from" in raw:
-        rw, rh = _size("Seed resize from", raw["Seed resize from"])
-        groups["Seed resize from"] = {"seed_resize_from_w": rw, "seed_resize_from_h": rh}
-    for key, (name, conv) in _CONVERT.items():
-        if key in raw:
-            groups[key] = {name: conv(key, raw[key])}
+    for row in KEYS:
+        if row.kind == APPLIED and row.name in raw:
+            groups[row.name] = row.read(row.name, raw[row.name])
     # A1111 infotext_versions.backcompat: what old versions did implicitly.
     if "Downcast alphas_cumprod" not in raw and _version_before(meta.get("Version"), "v1.7.0-225"):
         groups["Version"] = {"downcast_alphas_cumprod": True}
     if ("Pad conds v0" not in raw and _version_before(meta.get("Version"), "1.6.0")
             and raw.get("Sampler", "").strip() in ("DDIM", "PLMS")):
         groups.setdefault("Version", {})["pad_conds_v0"] = True
+    notes = _restore_old_hires_fix(groups)
 
-    fields: dict[str, object] = {"prompt": prompt, "negative_prompt": negative,
-                                 "enable_hires": any(k in raw for k in _HIRES_MARKERS),
-                                 "extra": tuple(extra.items())}
+    fields: dict[str, object] = {"prompt": prompt, "negative_prompt": negative, "enable_hires": enable_hires}
     for group in groups.values():
         fields.update(group)
     try:
         params = GenerationParams(**fields)
     except InvalidParameter as e:
         raise InfotextError(_blame(e, groups, raw)) from e
-    return ParsedInfotext(params, meta)
+    # A sampler option the recipe's samplers do not take changes nothing (A1111 keeps it in its settings and
+    # does not write it back): it is named as not used, never claimed as applied.
+    used = applied_options(params)
+    unused = [name for name, (key, _) in OPTION_KEYS.items() if key in raw and name not in used]
+    unused = {name: OPTION_KEYS[name] for name in unused}
+    if "ENSD" in raw and not uses_ensd(params):  # ENSD re-seeds only the noise ancestral samplers draw
+        unused["eta_noise_seed_delta"] = ("ENSD", 0)
+    if unused:
+        params = params.replace(**{name: default for name, (_, default) in unused.items()})
+        for key, _ in unused.values():
+            ignored[key] = raw.pop(key)
+            reasons[key] = NOT_USED
+    applied = tuple(k for k in raw)
+    return ParsedInfotext(params, meta, ignored, applied, reasons, notes)
+
+
+def _restore_old_hires_fix(groups: dict[str, dict[str, object]]) -> tuple[str, ...]:
+    """A1111 1.10's restore_old_hires_fix_params: before 2023 `Size` was the final size and `First pass size`
+    the first pass (0x0: A1111's automatic ~512x512). Now: Size = first pass, Hires resize = the old Size."""
+    first = groups.pop("First pass size", None)
+    if first is None:
+        return ()
+    fw, fh = first["_first_pass"]
+    size = groups.pop("Size", {"width": 512, "height": 512})
+    width, height = size["width"], size["height"]
+    if fw == 0 or fh == 0:
+        fw, fh = old_hires_fix_first_pass_dimensions(width, height)
+    groups.pop("Hires resize", None)
+    groups["First pass size"] = {"width": fw, "height": fh, "hires_resize_x": width, "hires_resize_y": height}
+    return (f"First pass size: read as A1111 1.10 does: Size {fw}x{fh}, Hires resize {width}x{height}",)
 
 
 _RE_VERSION = re.compile(r"([^-]+-[^-]+)-.*")
@@ -357,9 +323,14 @@ def _blame(error: InvalidParameter, groups: Mapping[str, Mapping[str, object]], 
         try:
             GenerationParams(**group)
         except InvalidParameter as own:
-            keys = [k for k in ("Sampler", "Schedule type") if k in raw] if key == "Sampler" else [key]
+            keys = [k for k in ("First pass size", "Size") if k in raw] if key == "First pass size" else [key]
             shown, value = "/".join(keys), ", ".join(repr(raw[k]) for k in keys)
             return f"{shown}: {value}: {own}"
-    involved = [k for k in groups if k in ("Size", "Hires upscale", "Hires resize")]
+    involved = [k for k in groups if k in ("Sampler", "Schedule type", "Size", "First pass size", "Hires upscale",
+                                           "Hires resize", "Seed", "Batch size")]
     shown = ", ".join(f"{k}: {raw[k]!r}" for k in involved)
     return f"{shown}: {error}" if shown else str(error)
+
+
+__all__ = ["ParsedInfotext", "parse_infotext", "format_infotext", "quote", "unquote", "format_number",
+           "old_hires_fix_first_pass_dimensions", "RE_PARAM", "PARAM_KEYS", "META_KEYS"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import InvalidParameter
 
@@ -91,7 +91,9 @@ RNG_SOURCES: tuple[str, ...] = ("GPU", "CPU", "NV")
 EMPHASIS_MODES: tuple[str, ...] = ("Original", "No norm", "None")
 PROMPT_SYNTAXES: tuple[str, ...] = ("A1111", "Compel")
 
-MAX_SEED = 4294967294
+MAX_SEED = 4294967294  # the largest seed A1111 draws for -1
+# The largest seed A1111 accepts: it seeds torch generators with int(seed), and torch takes any 64-bit value.
+MAX_SEED_VALUE = 2**64 - 1
 MAX_ENSD = 4294967295
 # A1111's samplers whose infotext carries ENSD (sampler option `uses_ensd`: they draw ancestral noise after the
 # first noise, which is where the generators are re-seeded with seed + ENSD).
@@ -240,8 +242,6 @@ class GenerationParams:
     downcast_alphas_cumprod: bool = False  # "Downcast alphas_cumprod": fp16 alphas, as A1111 < 1.7
     token_merging_ratio: float = 0.0  # "Token merging ratio" (ToMe)
     token_merging_ratio_hr: float = 0.0  # "Token merging ratio hr" (ToMe in the hires pass)
-    # Infotext keys we do not interpret, kept so writer(parser(x)) keeps them.
-    extra: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         sampler, schedule = split_sampler_name(self.sampler, self.schedule)
@@ -262,7 +262,6 @@ class GenerationParams:
         if hires_schedule is not None and resolve_schedule(hs, hires_schedule) == resolve_schedule(hs, schedule):
             hires_schedule = None  # the same as "use the first pass's schedule type"
         object.__setattr__(self, "hires_schedule", hires_schedule)
-        object.__setattr__(self, "extra", tuple((str(k), str(v)) for k, v in self.extra))
         for name in ("seed_resize_from_w", "seed_resize_from_h"):
             if getattr(self, name) == -1:  # A1111's API default for "off"
                 object.__setattr__(self, name, 0)
@@ -281,7 +280,10 @@ class GenerationParams:
         _check_range("batch size", self.batch_size, 1, 64)
         _check_range("batch count", self.batch_count, 1, 1000)
         _check_range("clip skip", self.clip_skip, 1, 12)
-        _check_range("seed", self.seed, -1, MAX_SEED)
+        _check_range("seed", self.seed, -1, MAX_SEED_VALUE)
+        if self.seed + self.batch_size * self.batch_count - 1 > MAX_SEED_VALUE:
+            raise InvalidParameter(f"seed {self.seed} + {self.batch_size * self.batch_count - 1} (one seed per image) "
+                                   f"passes the largest seed, {MAX_SEED_VALUE}")
         _check_choice("RNG source", self.rng, RNG_SOURCES)
         self._validate_seed_extras()
         _check_choice("emphasis mode", self.emphasis, EMPHASIS_MODES)
@@ -374,9 +376,7 @@ class GenerationParams:
         return self.replace(**changes) if changes else self
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["extra"] = [list(kv) for kv in self.extra]
-        return d
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "GenerationParams":
@@ -384,9 +384,6 @@ class GenerationParams:
         unknown = sorted(set(data) - names)
         if unknown:
             raise InvalidParameter(f"unknown parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
-        data = dict(data)
-        if "extra" in data:
-            data["extra"] = tuple(tuple(kv) for kv in data["extra"])
         return cls(**data)
 
     @classmethod

@@ -95,11 +95,7 @@ class LoraSlot(BaseModel):
 def _check_param_value(key: str, value: Any) -> None:
     """TOML gives typed values; refuse the wrong type here so GenerationParams never sees e.g. a string CFG."""
     default = _PARAM_DEFAULTS[key]
-    if key == "extra":
-        ok = isinstance(value, list) and all(
-            isinstance(kv, list) and len(kv) == 2 and all(isinstance(x, str) for x in kv) for kv in value)
-        want = "a list of [key, value] string pairs"
-    elif isinstance(default, bool):
+    if isinstance(default, bool):
         ok, want = isinstance(value, bool), "true or false"
     elif isinstance(default, int):
         ok, want = isinstance(value, int) and not isinstance(value, bool), "a whole number"
@@ -382,8 +378,6 @@ def save_preset(folder: str | os.PathLike, params: GenerationParams, title: str,
         raise PresetError("a preset needs a title")
     folder.mkdir(parents=True, exist_ok=True)
     values = {k: v for k, v in params.to_dict().items() if v is not None and k not in _PROMPT_FIELDS}
-    if not values.get("extra"):
-        values.pop("extra", None)
     if checkpoint is None and params.checkpoint:
         checkpoint = CheckpointRef(file=params.checkpoint)
     base = preset_id(title)

@@ -23,11 +23,20 @@ def resolve_params(*, preset: str | Preset | None = None, infotext: str | None =
     """A preset with a LoRA slot gets `lora` in its slot when given (a sweep's LoRA), else its default LoRA.
     An infotext replaces the card's values wholesale (it is a complete recipe); `overrides` are
     GenerationParams fields given explicitly."""
-    base = GenerationParams()
+    return resolve_recipe(preset=preset, infotext=infotext, overrides=overrides, lora=lora,
+                          presets_dir=presets_dir)[0]
+
+
+def resolve_recipe(*, preset: str | Preset | None = None, infotext: str | None = None,
+                   overrides: Mapping[str, Any] | None = None, lora: str | None = None,
+                   presets_dir: Path | None = None) -> tuple[GenerationParams, tuple[str, ...]]:
+    """resolve_params plus the warnings the infotext gives (keys it names that are not applied)."""
+    base, warnings = GenerationParams(), ()
     if preset is not None:
         card = preset if isinstance(preset, Preset) else load_preset_by_id(preset, presets_dir)
         base = card.fill_lora(lora, 1.0) if lora and card.has_lora_slot else card.to_params()
     if infotext is not None:
         from .infotext import parse_infotext
-        base = parse_infotext(infotext).params
-    return base.replace(**dict(overrides or {}))
+        parsed = parse_infotext(infotext)
+        base, warnings = parsed.params, parsed.warnings
+    return base.replace(**dict(overrides or {})), warnings

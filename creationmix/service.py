@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import CreationMixError, PresetError
+from .infotext import ParsedInfotext
 from .params import GenerationParams
 from .presets import PRESETS_DIR
 from .paths import Folders
@@ -148,6 +149,11 @@ class Service:
     def parse_infotext(self, text: str) -> GenerationParams:
         from .infotext import parse_infotext
         return parse_infotext(text).params
+
+    def read_infotext(self, text: str) -> ParsedInfotext:
+        """The params plus what was not applied (`warnings`, `ignored`) and the source keys (`meta`)."""
+        from .infotext import parse_infotext
+        return parse_infotext(text)
 
     def read_image_info(self, path: Path) -> str | None:
         from .pnginfo import read_parameters

@@ -15,6 +15,7 @@ from typing import Callable
 from PIL import Image, PngImagePlugin
 
 from creationmix.errors import InvalidParameter, ModelError, PresetError
+from creationmix.infotext import ParsedInfotext
 from creationmix.params import GenerationParams
 from creationmix.paths import Folders
 from creationmix.jobs import Control, GenerationResult, ProgressEvent
@@ -125,6 +126,14 @@ class FakeService:
     # -- text -----------------------------------------------------------------------------------------------
     def parse_infotext(self, text: str) -> GenerationParams:
         return parse_infotext(text)
+
+    def read_infotext(self, text: str) -> ParsedInfotext:
+        known = {"Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Clip skip", "RNG", "Model",
+                 "Denoising strength", "Hires upscale", "Hires steps", "Hires upscaler", "Hires resize"}
+        keys = re.findall(r"\s*([\w \-/]+):\s*(?:[^,]+)(?:,|$)", (text or "").strip().splitlines()[-1])
+        ignored = {k.strip(): "" for k in keys if k.strip() not in known}
+        return ParsedInfotext(parse_infotext(text), {}, ignored, applied=tuple(k.strip() for k in keys
+                                                                             if k.strip() in known))
 
     def read_image_info(self, path: Path) -> str | None:
         try:

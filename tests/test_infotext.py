@@ -31,8 +31,7 @@ DOCUMENTED = {
 }
 COMMON = dict(steps=30, sampler="DPM++ 2M", schedule="Karras", cfg_scale=9.5, width=672, height=1056,
               clip_skip=2, enable_hires=True, hires_scale=1.6, hires_upscaler="Latent", hires_resize_x=0,
-              hires_resize_y=0, hires_sampler=None, rng="GPU", emphasis="Original", prompt_syntax="A1111",
-              extra=())
+              hires_resize_y=0, hires_sampler=None, rng="GPU", emphasis="Original", prompt_syntax="A1111")
 
 
 @needs_recipes
@@ -58,6 +57,8 @@ def test_rella_recipe_exact():
     assert params.prompt.endswith("zettai_ryouiki <lora:style_Rella:1.2>")
     assert params.negative_prompt.endswith("bad hand,EasyNegative, badhandv4")
     assert meta == {}
+    parsed = parse_infotext((RECIPES / "preset-lora-less-trained.txt").read_text(encoding="utf-8"))
+    assert parsed.ignored == {} and parsed.warnings == ()
 
 
 @needs_recipes
@@ -146,27 +147,49 @@ def test_multiline_prompt_and_negative():
     assert p.prompt == "line one\nline two" and p.negative_prompt == "bad\nworse"
 
 
-def test_denoising_without_hires_keys_does_not_enable_hires():
+def test_denoising_strength_alone_enables_hires_with_the_defaults():
+    # A1111 1.10 txt2img paste: enable_hr = "Denoising strength" in d and ("Hires upscale" in d or ... or
+    # "Hires resize-1" in d), and parse_generation_parameters always sets "Hires resize-1" (0 when missing).
     p = parse_infotext("Steps: 20, Sampler: Euler, CFG scale: 7, Denoising strength: 0.4").params
-    assert not p.enable_hires and p.denoising_strength == 0.4
+    assert p.enable_hires and p.denoising_strength == 0.4
+    assert (p.hires_scale, p.hires_upscaler, p.hires_steps) == (2.0, "Latent", 0)
 
 
 @pytest.mark.parametrize("key", ["Hires upscale: 2", "Hires resize: 1024x1024", "Hires steps: 5",
                                  "Hires upscaler: Latent"])
-def test_any_hires_key_enables_hires(key):
-    assert parse_infotext(f"Steps: 20, Sampler: Euler, CFG scale: 7, {key}").params.enable_hires
+def test_hires_keys_without_denoising_strength_leave_hires_off(key):
+    parsed = parse_infotext(f"Steps: 20, Sampler: Euler, CFG scale: 7, {key}")
+    assert not parsed.params.enable_hires
+    name = key.split(":")[0]
+    assert list(parsed.ignored) == [name]
+    assert parsed.warnings == (f"ignored (hires fix is off: no Denoising strength): {name}",)
+    assert name not in format_infotext(parsed.params)
 
 
-def test_quoted_values_and_unknown_keys_kept_in_order():
+def test_hires_keys_with_denoising_strength_enable_hires():
+    p = parse_infotext("Steps: 20, Sampler: Euler, CFG scale: 7, Denoising strength: 0.5, Hires steps: 5").params
+    assert p.enable_hires and p.hires_steps == 5
+
+
+def test_unknown_keys_are_reported_and_never_written_back():
     text = ('p\nSteps: 20, Sampler: Euler, CFG scale: 7, Zeta: 1, Alpha: "a, b: c\\n\\"d\\"", '
-            'Lora hashes: "x: 1, y: 2", Version: v1.9.4')
-    params, meta = parse_infotext(text)
-    assert params.extra == (("Zeta", "1"), ("Alpha", 'a, b: c\n"d"'))
+            'ADetailer model: face_yolov8n.pt, Hypernet: anime, Lora hashes: "x: 1, y: 2", ControlNet 0: "a: b", '
+            'Version: v1.9.4')
+    parsed = parse_infotext(text)
+    params, meta = parsed
+    assert parsed.ignored == {"Zeta": "1", "Alpha": 'a, b: c\n"d"', "ADetailer model": "face_yolov8n.pt",
+                              "Hypernet": "anime", "ControlNet 0": "a: b"}
+    assert parsed.warnings == ("ignored (not supported): Zeta, Alpha, ADetailer model, Hypernet, ControlNet 0",)
+    assert parsed.applied == ("Steps", "Sampler", "CFG scale")
     assert meta == {"Lora hashes": "x: 1, y: 2", "Version": "v1.9.4"}
     again = format_infotext(params, meta)
-    assert again.index("Lora hashes") < again.index("Zeta: 1, Alpha: ")  # A1111's position, before extras
-    assert again.endswith("Version: v1.9.4")
-    assert parse_infotext(again) == (params.replace(schedule="Uniform"), meta)  # the schedule now explicit
+    for key in parsed.ignored:
+        assert f"{key}:" not in again
+    assert again == ('p\nSteps: 20, Sampler: Euler, Schedule type: Uniform, CFG scale: 7, Seed: -1, Size: 512x512, '
+                     'Lora hashes: "x: 1, y: 2", Version: v1.9.4')
+    # Known-but-not-applied keys handed in as meta are not written either.
+    out = format_infotext(params, {"Hypernet": "anime", "ADetailer model": "x", "Face restoration": "GFPGAN"})
+    assert "Hypernet" not in out and "ADetailer" not in out and "Face restoration" not in out
 
 
 def test_a1111_quote_rules():
@@ -195,8 +218,12 @@ def test_garbage_has_no_parameters(text):
     ("Steps: 20, Sampler: Euler, CFG scale: 7, Size: big", "Size", "big"),
     ("Steps: 20, Sampler: Euler, CFG scale: 7, Clip skip: 13", "Clip skip", "13"),
     ("Steps: 20, Sampler: Euler, CFG scale: 7, RNG: Philox", "RNG", "Philox"),
-    ("Steps: 20, Sampler: Euler, CFG scale: 7, Hires upscaler: 4x-UltraSharp", "Hires upscaler", "4x-UltraSharp"),
-    ("Steps: 20, Sampler: Euler, CFG scale: 7, Hires sampler: Foo", "Hires sampler", "Foo"),
+    ("Steps: 20, Sampler: Euler, CFG scale: 7, Denoising strength: 0.5, Hires upscaler: Foo-Sharp",
+     "Hires upscaler", "Foo-Sharp"),
+    ("Steps: 20, Sampler: Euler, CFG scale: 7, Denoising strength: 0.5, Hires sampler: Foo", "Hires sampler", "Foo"),
+    ("Steps: 20, Sampler: Euler, CFG scale: 7, Clip skip: 1.75", "Clip skip", "1.75"),
+    ("Steps: 20, Sampler: Euler, CFG scale: 7, Size: 768x1152, First pass size: 500x512", "First pass size",
+     "500x512"),
     ("Steps: 20, Sampler: Euler, CFG scale: 7, Denoising strength: 0", "Denoising strength", "0"),
     ("Steps: 20, Sampler: Euler, CFG scale: 7, Schedule type: Linear", "Schedule type", "Linear"),
     ("Steps: 20, Sampler: Euler, CFG scale: nan", "CFG scale", "nan"),
@@ -219,8 +246,6 @@ _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 _prompt_text = st.lists(st.one_of(_text, st.sampled_from(
     ["a, b", "(x:1.2)", 'say "hi"', "k: v", "ünïcödé 猫", "<lora:style_Rella:1.2>", "\n", "Steps: 3, a: b, c: d",
      "\\", "[a:b:0.5]", "Negative prompt: not really"])), max_size=4).map("".join)
-_extra_key = st.from_regex(r"[A-Za-z][A-Za-z0-9_ /-]{0,10}[A-Za-z0-9]", fullmatch=True).filter(
-    lambda k: k not in PARAM_KEYS and k not in META_KEYS and "  " not in k)
 _meta_value = st.one_of(st.from_regex(r"[0-9a-f]{10}", fullmatch=True), _text)
 _size = st.integers(8, 128).map(lambda v: v * 8)
 
@@ -247,7 +272,6 @@ def generation_params(draw, canonical: bool):
         seed=draw(st.integers(-1, 4294967294)), width=draw(_size), height=draw(_size),
         clip_skip=draw(st.integers(1, 12)), rng=draw(st.sampled_from(RNG_SOURCES)),
         emphasis=draw(st.sampled_from(EMPHASIS_MODES)), prompt_syntax=draw(st.sampled_from(PROMPT_SYNTAXES)),
-        extra=tuple(draw(st.dictionaries(_extra_key, _text, max_size=3)).items()),
     )
     if draw(st.booleans()):
         resize = draw(st.booleans())

@@ -55,7 +55,7 @@ def test_seed_minus_one_draws_in_a1111_range():
 
 
 def test_dict_round_trip_rejects_unknown_keys():
-    p = GenerationParams(prompt="a", extra=(("Foo", "bar"),))
+    p = GenerationParams(prompt="a", seed=7854848731, enable_hires=True)
     assert GenerationParams.from_dict(p.to_dict()) == p
     with pytest.raises(InvalidParameter, match="unknown parameter"):
         GenerationParams.from_dict({"promt": "x"})

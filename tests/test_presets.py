@@ -208,8 +208,7 @@ def test_preset_id_is_safe():
 def test_save_preset_round_trips(tmp_path):
     params = GenerationParams(prompt='a "cat", \\ 猫\nline two\t\x7f', negative_prompt="blurry", steps=33,
                               sampler="Euler a", cfg_scale=7, seed=5, enable_hires=True, hires_scale=1.5,
-                              hires_sampler="DPM++ SDE", checkpoint="model.safetensors",
-                              extra=(("ENSD", "31337"), ("Odd", 'x, "y"')))
+                              hires_sampler="DPM++ SDE", checkpoint="model.safetensors")
     path = save_preset(tmp_path, params, "My Preset")
     assert path == tmp_path / "my-preset.toml"
     card = load_preset(path)

@@ -50,8 +50,8 @@ def test_break():
     assert parse_prompt_attention("a, BREAK, b") == [["a,", 1.0], ["BREAK", -1], [", b", 1.0]]
     # only the upper-case whole word
     assert parse_prompt_attention("a break b BREAKING") == [["a break b BREAKING", 1.0]]
-    # inside brackets the marker survives (A1111 would scale it and write the word "BREAK")
-    assert parse_prompt_attention("(a BREAK b)") == [["a", 1.1], ["BREAK", -1], ["b", 1.1]]
+    # inside brackets A1111 scales the marker like any text: it is then the word "BREAK" (test_a1111_deviations)
+    assert parse_prompt_attention("(a BREAK b)") == [["a", 1.1], ["BREAK", -1.1], ["b", 1.1]]
 
 
 def test_equal_weight_runs_merge():

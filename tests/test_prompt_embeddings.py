@@ -90,11 +90,16 @@ def test_embedding_never_straddles_chunks(enc):
     assert torch.allclose(enc.encode(text), enc.encode("a " * 70 + "BREAK " + EIGHT), atol=1e-6)
 
 
-def test_embedding_moved_by_comma_backtrack_keeps_its_vectors(enc):
+def test_embedding_moved_by_comma_backtrack_leaves_its_vectors_behind(enc):
+    # A1111's tokenize_line moves tokens and multipliers after the comma, not chunk.fixes: the vectors stay in
+    # the first chunk at offset 67 (over its end padding) and the next chunk starts with placeholder ids 0.
     text = "a " * 66 + ", redcat " + "b " * 10  # the chunk fills inside "b b ...": "redcat b..." moves on
     chunks, _ = enc.tokenize_line(text)
-    assert [f[0] for f in chunks[0].fixes] == [] and [f[0] for f in chunks[1].fixes] == [0]
-    assert torch.allclose(enc.encode(text), enc.encode("a " * 66 + ", red cat " + "b " * 10), atol=1e-6)
+    assert [f[0] for f in chunks[0].fixes] == [67] and chunks[1].fixes == []
+    assert chunks[0].tokens[68:70] == [49407, 49407] and chunks[1].tokens[1:3] == [0, 0]
+    z = enc.encode(text, emphasis="No norm")
+    first = enc.encode("a " * 66 + ", red cat", emphasis="No norm")  # same vectors at the same positions
+    assert torch.allclose(z[:, :77], first[:, :77], atol=1e-6)
 
 
 def test_both_prompts_and_ti_hashes(enc, emb_dir):

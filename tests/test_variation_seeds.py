@@ -174,10 +174,15 @@ def test_infotext_leaves_out_what_was_not_applied():
 
 
 def test_infotext_reads_old_ensd_lines_and_bad_values_name_the_key():
-    line = ("Steps: 22, Sampler: DPM++ 2M Karras, CFG scale: 9, Seed: 3518116526, Size: 1024x1472, "
+    line = ("Steps: 22, Sampler: Euler a, CFG scale: 9, Seed: 3518116526, Size: 1024x1472, "
             "Clip skip: 2, ENSD: 31337")
-    p = parse_infotext(line).params
-    assert p.eta_noise_seed_delta == 31337 and p.rng == "GPU" and ("ENSD", "31337") not in p.extra
+    parsed = parse_infotext(line)
+    p = parsed.params
+    assert p.eta_noise_seed_delta == 31337 and p.rng == "GPU" and "ENSD" not in parsed.ignored
+    # DPM++ 2M draws no noise after the first: ENSD changes nothing there, and is named as not used.
+    unused = parse_infotext(line.replace("Euler a", "DPM++ 2M Karras"))
+    assert unused.params.eta_noise_seed_delta == 0 and "ENSD" in unused.ignored
+    assert any(w.startswith("ignored (not used") and "ENSD" in w for w in unused.warnings)
     for bad, key in [("Seed resize from: 512", "Seed resize from"), ("Variation seed strength: 2", "Variation"),
                      ("ENSD: abc", "ENSD")]:
         with pytest.raises(InfotextError, match=key):

@@ -69,7 +69,7 @@ def test_2x3_grid_on_the_engine(engine, tmp_path):
         y0 = grid.height - (3 - cell.iy) * 64
         crop = grid.crop((x0, y0, x0 + 64, y0 + 64))
         assert (arr(crop) == arr(Image.open(res.cell_paths[cell.index]).convert("RGB"))).all()
-    extra = dict(parse_infotext(read_parameters(res.grid_paths[0])).params.extra)
+    extra = parse_infotext(read_parameters(res.grid_paths[0])).ignored
     assert extra["X Type"] == "Seed" and extra["Y Type"] == "LoRA strength" and extra["Y LoRA"] == "style"
     # LoRA changes the picture.
     assert (arr(res.images[0]) != arr(res.images[4])).any()
@@ -155,5 +155,5 @@ def test_cli_sweep_fills_the_preset_slot(data_dir, tmp_path, capsys):
     texts = [read_parameters(p) for p in paths if "txt2img-images" in p]
     assert "<lora:" not in texts[0].split("\n")[0]  # base model: the slot's default LoRA is not there either
     assert texts[1].split("\n")[0].endswith("<lora:style:1>")
-    grid = parse_infotext(read_parameters(next(p for p in paths if "grids" in p))).params
-    assert dict(grid.extra)["Script"] == "LoRA strength sweep"
+    grid = parse_infotext(read_parameters(next(p for p in paths if "grids" in p)))
+    assert grid.ignored["Script"] == "LoRA strength sweep"

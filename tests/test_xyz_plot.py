@@ -81,8 +81,8 @@ def test_2x3_grid_size_labels_order_and_infotexts(tmp_path):
         assert px == colour(cell.params, cell.params.seed)
     assert x.labels() == ["Seed: 1", "Seed: 2"] and y.labels() == ["CFG Scale: 5", "CFG Scale: 7", "CFG Scale: 9"]
     text = read_parameters(res.grid_paths[0])
-    params, _ = parse_infotext(text)
-    extra = dict(params.extra)
+    parsed = parse_infotext(text)
+    extra = parsed.ignored  # pasting a grid's infotext does not set up a plot: reported as not applied
     assert extra["Script"] == "X/Y/Z plot"
     assert extra["X Type"] == "Seed" and extra["X Values"] == "1-2" and extra["Fixed X Values"] == "1, 2"
     assert extra["Y Type"] == "CFG Scale" and extra["Y Values"] == "5, 7, 9"
@@ -118,9 +118,9 @@ def test_z_axis_one_grid_per_value(tmp_path):
     res = run_plot(FakeEngine(tmp_path), plan, outputs_dir=tmp_path)
     assert len(res.grid_paths) == 3
     for iz, text in enumerate(res.grid_infotexts):
-        p, _ = parse_infotext(text)
-        assert p.cfg_scale == (4, 5, 6)[iz]
-        assert dict(p.extra)["Z Type"] == "CFG Scale"
+        parsed = parse_infotext(text)
+        assert parsed.params.cfg_scale == (4, 5, 6)[iz]
+        assert parsed.ignored["Z Type"] == "CFG Scale"
 
 
 def test_identical_cells_share_one_image(tmp_path):

@@ -4,10 +4,15 @@ Behaviour follows modules/prompt_parser.parse_prompt_attention so a pasted A1111
 `(` multiplies by 1.1, `[` divides by 1.1, `(x:w)` multiplies by w, nesting multiplies, brackets left open
 apply up to the end of the prompt, a closing bracket with nothing open is plain text, `\\(` `\\)` `\\[` `\\]`
 `\\\\` are literal characters, and `(a:b)` (no number) keeps `a:b` as text with the 1.1 of its parentheses.
+BREAK inside brackets is scaled like any text, as A1111 does: `(a BREAK b)` gives ["BREAK", -1.1], which the
+encoder then reads as the word "break" at weight -1.1 (not a chunk break). `(a:1.2.3)` is an error (A1111
+crashes on it).
 """
 from __future__ import annotations
 
 import re
+
+from ..errors import InvalidParameter
 
 ROUND_MULT = 1.1
 SQUARE_MULT = 1 / 1.1
@@ -31,20 +36,19 @@ _BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
 
 
 def parse_prompt_attention(text: str) -> list[list]:
-    """Split `text` into [[fragment, weight], ...]; BREAK becomes ["BREAK", -1]. Runs of equal weight merge.
+    """Split `text` into [[fragment, weight], ...]; BREAK becomes ["BREAK", -1]. Runs of equal weight merge
+    (a BREAK marker too, exactly as A1111 merges them).
 
     >>> parse_prompt_attention("an (important) word")
     [['an ', 1.0], ['important', 1.1], [' word', 1.0]]
     """
     res: list[list] = []
-    open_round: list[int] = []
+    open_round: list[tuple[int, int]] = []  # (index in res, position in text) per open `(`
     open_square: list[int] = []
 
     def scale_from(start: int, factor: float) -> None:
         for item in res[start:]:
-            # A BREAK inside brackets stays a BREAK (A1111 would scale its -1 marker and emit the word "BREAK").
-            if item[1] != -1 or item[0] != BREAK_MARK:
-                item[1] *= factor
+            item[1] *= factor
 
     def add_text(fragment: str) -> None:
         for i, part in enumerate(_BREAK.split(fragment)):
@@ -57,24 +61,25 @@ def parse_prompt_attention(text: str) -> list[list]:
         if tok.startswith("\\"):
             res.append([tok[1:], 1.0])  # a lone backslash vanishes, as in A1111
         elif tok == "(":
-            open_round.append(len(res))
+            open_round.append((len(res), m.start()))
         elif tok == "[":
             open_square.append(len(res))
         elif weight is not None and open_round:
+            start, at = open_round.pop()
             try:
                 factor = float(weight)
-            except ValueError:  # `(a:1.2.3)`: A1111 crashes here; keep the text, close with the default 1.1
-                add_text(tok[:-1])
-                factor = ROUND_MULT
-            scale_from(open_round.pop(), factor)
+            except ValueError:  # `(a:1.2.3)`: A1111's float() raises here and the generation fails
+                raise InvalidParameter(f"prompt: {weight!r} is not a weight in {text[at:m.end()]!r}; a weight is "
+                                       f"one number, e.g. (word:1.2)") from None
+            scale_from(start, factor)
         elif tok == ")" and open_round:
-            scale_from(open_round.pop(), ROUND_MULT)
+            scale_from(open_round.pop()[0], ROUND_MULT)
         elif tok == "]" and open_square:
             scale_from(open_square.pop(), SQUARE_MULT)
         else:
             add_text(tok)
 
-    for pos in open_round:
+    for pos, _ in open_round:
         scale_from(pos, ROUND_MULT)
     for pos in open_square:
         scale_from(pos, SQUARE_MULT)
@@ -84,16 +89,11 @@ def parse_prompt_attention(text: str) -> list[list]:
 
     merged = [res[0]]
     for item in res[1:]:
-        last = merged[-1]
-        if item[1] == last[1] and not _is_break(item) and not _is_break(last):
-            last[0] += item[0]
+        if item[1] == merged[-1][1]:
+            merged[-1][0] += item[0]
         else:
             merged.append(item)
     return merged
-
-
-def _is_break(item: list) -> bool:
-    return item[1] == -1 and item[0] == BREAK_MARK
 
 
 __all__ = ["parse_prompt_attention", "BREAK_MARK", "ROUND_MULT", "SQUARE_MULT"]

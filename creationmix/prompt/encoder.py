@@ -5,7 +5,8 @@
 - When a chunk fills up, the tokens after its last comma move to the next chunk if that comma is within the
   last 20 tokens (A1111's comma_padding_backtrack). BREAK pads out the current chunk.
 - Textual-inversion vectors replace the token embeddings at their positions (position embeddings are added
-  by CLIP as for any token); an embedding never straddles two chunks.
+  by CLIP as for any token); an embedding never straddles two chunks (but the comma backtrack leaves its
+  vectors behind, as A1111's does).
 - Clip skip N: final_layer_norm(hidden_states[-N]) (N = 1 is last_hidden_state).
 - Emphasis: "Original" multiplies each token's vector by its weight and restores the mean of the whole
   chunk batch; "No norm" only multiplies; "None" does not parse brackets at all (A1111: they stay text).
@@ -99,13 +100,13 @@ class ChunkBuilder:
                 elif (self.backtrack and len(chunk.tokens) == CHUNK_LENGTH and last_comma != -1
                       and len(chunk.tokens) - last_comma <= self.backtrack):
                     # Move the words after the last comma to the next chunk so a phrase is not cut in two.
+                    # A1111 moves tokens and weights only: an embedding's vectors stay in this chunk at their
+                    # old offset (over the end padding, weight 1) and its placeholder ids 0 move on.
                     cut = last_comma + 1
                     moved_tokens, moved_mults = chunk.tokens[cut:], chunk.multipliers[cut:]
-                    moved_fixes = [(off - cut, emb) for off, emb in chunk.fixes if off >= cut]
                     chunk.tokens, chunk.multipliers = chunk.tokens[:cut], chunk.multipliers[:cut]
-                    chunk.fixes = [(off, emb) for off, emb in chunk.fixes if off < cut]
                     next_chunk()
-                    chunk.tokens, chunk.multipliers, chunk.fixes = moved_tokens, moved_mults, moved_fixes
+                    chunk.tokens, chunk.multipliers = moved_tokens, moved_mults
                 if len(chunk.tokens) == CHUNK_LENGTH:
                     next_chunk()
 

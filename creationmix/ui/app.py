@@ -250,6 +250,7 @@ class Studio:
             with gr.Column():
                 self.png_info = gr.Textbox(label="Parameters", lines=10, interactive=False,
                                            elem_id="cm_pnginfo_text", buttons=["copy"])
+                self.png_keys = gr.Markdown("", elem_id="cm_pnginfo_keys")
                 self.png_to_generate = gr.Button("Send to txt2img", elem_id="cm_pnginfo_send")
 
     @staticmethod
@@ -311,6 +312,8 @@ class Studio:
         self.to_pnginfo_btn.click(self._send_to_pnginfo, inputs=[self.result, self.selected],
                                   outputs=[self.png_file, self.png_info, self.tabs], **private)
         self.png_file.change(self._png_info, inputs=[self.png_file], outputs=[self.png_info], **private)
+        self.png_info.change(lambda text: h.infotext_keys(self.service, text), inputs=[self.png_info],
+                             outputs=[self.png_keys], **private)
         self.png_to_generate.click(self._png_to_generate, inputs=[self.png_info],
                                    outputs=[*fill_outputs, self.tabs], **private)
 

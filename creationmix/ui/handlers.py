@@ -85,7 +85,9 @@ def infotext_fields(service: ServiceAPI, text: str) -> tuple[dict[str, Any], lis
         raise gr.Error("Paste an A1111 infotext first (the text under an image, or from PNG Info).",
                        print_exception=False)
     with user_errors():
-        return fields_for(service, service.parse_infotext(text))
+        parsed = service.read_infotext(text)
+        values, warnings = fields_for(service, parsed.params)
+    return values, list(parsed.warnings) + warnings
 
 
 def preset_samples(presets: list[PresetCard]) -> list[list[Any]]:
@@ -212,3 +214,14 @@ def selected(state: dict[str, list] | None, index: int | None) -> tuple[str | No
         return None, None, ""
     i = index if index is not None and 0 <= index < len(state["paths"]) else 0
     return state["paths"][i], state["seeds"][i], state["infotexts"][i]
+
+
+def infotext_keys(service: ServiceAPI, text: str | None) -> str:
+    """Markdown beside PNG Info's raw text: which keys pasting would apply, keep as source info, or ignore."""
+    if not text or text == NO_PARAMETERS or text.endswith(NOT_AN_IMAGE):
+        return ""
+    try:
+        report = service.read_infotext(text).report()
+    except CreationMixError as e:
+        return f"**Cannot be used as a recipe:** {e}"
+    return "\n".join(f"- {line}" for line in report.split("\n"))

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import CreationMixError, InfotextError, InvalidParameter
 from ..lora.tags import extract_prompt_loras, set_lora_weight
-from ..params import MAX_SEED, GenerationParams
+from ..params import MAX_SEED, MAX_SEED_VALUE, GenerationParams
 from ..jobs import Control, JobProgress, ProgressEvent
 from .axes import BASE_MODEL_LABEL, Axis, CellState, format_value, parse_axis
 
@@ -248,7 +248,7 @@ def plan_strength_sweep(base: GenerationParams, lora: str, strengths: Sequence[f
     if isinstance(seeds, int):
         if seeds < 1:
             raise InvalidParameter(f"the sweep needs at least 1 seed, got {seeds}")
-        seeds = [min(base.seed + i, MAX_SEED) for i in range(seeds)]
+        seeds = [min(base.seed + i, MAX_SEED_VALUE) for i in range(seeds)]
     x = parse_axis("LoRA strength", strengths, name="X", target=lora)
     x = dataclasses.replace(x, zero_label=BASE_MODEL_LABEL, short_labels=True)
     y = parse_axis("Seed", ", ".join(str(int(s)) for s in seeds), name="Y")
@@ -295,9 +295,9 @@ def grid_infotext(cell_infotext: str, plan: PlotPlan) -> str:
         params, meta = parse_infotext(cell_infotext)
     except InfotextError:
         return cell_infotext + "\n" + ", ".join(f"{k}: {v}" for k, v in plan.grid_keys())
-    keys = dict(plan.grid_keys())
-    extra = tuple((k, v) for k, v in params.extra if k not in keys) + tuple(keys.items())
-    return format_infotext(params.replace(extra=extra), meta)
+    # The plot keys describe how the grid was made; they travel with the source keys (pasting a grid's
+    # infotext reports them as not applied).
+    return format_infotext(params, {**meta, **dict(plan.grid_keys())})
 
 
 def run_plot(engine, plan: PlotPlan, *, outputs_dir: Path | None = None, save: bool = True,
