@@ -107,6 +107,7 @@ def test_cond_and_uncond_of_different_length_are_separate_unet_calls(engine):
     assert [c[2][:2] for c in spy.calls] == [(2, 77)]
 
 
+@pytest.mark.slow  # a real-size 1072x1688 decode; the size arithmetic is tested on small images below
 def test_documented_hires_recipe_size(engine):
     p = GenerationParams(**{**SMALL, "width": 672, "height": 1056, "steps": 1, "enable_hires": True,
                             "hires_scale": 1.6, "hires_steps": 1, "denoising_strength": 0.6})
