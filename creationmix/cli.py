@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .xyz.cli import add_previews_parser, add_xyz_parser
     add_xyz_parser(sub)
     add_previews_parser(sub)
+    from .cli_upscale import add_upscale_parser
+    add_upscale_parser(sub, add_folder_args, add_device_args)
     return parser
 
 

@@ -28,20 +28,22 @@ def next_sequence_number(folder: Path) -> int:
     return best + 1
 
 
-def png_info(parameters: str | None) -> PngInfo:
+def png_info(parameters: str | None, extra_text: dict[str, str] | None = None) -> PngInfo:
     info = PngInfo()
     if parameters:
         info.add_text("parameters", parameters)
+    for key, value in (extra_text or {}).items():
+        info.add_text(key, value)
     return info
 
 
-def save_numbered_png(image: Image.Image, folder: Path, seed: int, parameters: str | None,
-                      suffix: str = "") -> Path:
+def save_numbered_png(image: Image.Image, folder: Path, seed: int | str, parameters: str | None,
+                      suffix: str = "", extra_text: dict[str, str] | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG", pnginfo=png_info(parameters))
+            image.save(fh, format="PNG", pnginfo=png_info(parameters, extra_text))
         for _ in range(1000):
             final = folder / f"{next_sequence_number(folder):05d}-{seed}{suffix}.png"
             try:

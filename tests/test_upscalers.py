@@ -4,6 +4,7 @@ rules, and the hires pass with a model upscaler end to end on the tiny checkpoin
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -245,3 +246,39 @@ def test_infotext_with_anime6b_runs_when_the_file_is_there_and_says_what_to_get_
     res = Engine(f, device="cpu", precision="fp32").generate(params, save=False)
     assert res.images[0].size == (96, 96)
     assert "Hires upscaler: R-ESRGAN 4x+ Anime6B" in res.infotexts[0]
+
+
+# -- edges --------------------------------------------------------------------------------------------------------
+
+def test_cli_upscale_keeps_the_parameters_and_prints_the_path(with_models, tmp_path, capsys):
+    from creationmix.cli import main
+    from creationmix.output import png_info
+    src = tmp_path / "00007-77.png"
+    _image(40, 36).save(src, pnginfo=png_info(A1111_TEXT))
+    assert main(["upscale", str(src), "--upscaler", "R-ESRGAN 4x+", "--scale", "2", "--tile", "32",
+                 "--data-dir", str(with_models.data_dir), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out.strip()
+    [path] = out.splitlines()
+    with Image.open(path) as im:
+        assert im.size == (80, 72) and im.text["parameters"] == A1111_TEXT
+        assert im.text["postprocessing"] == "Postprocess upscale by: 2, Postprocess upscaler: R-ESRGAN 4x+"
+    assert path.startswith(str(with_models.outputs_dir / "extras-images")) and path.endswith("-00007-77.png")
+    assert [p.name for p in (with_models.outputs_dir / "extras-images").iterdir()] == [Path(path).name]
+
+
+def test_cli_upscale_errors_are_one_line(with_models, tmp_path, capsys):
+    from creationmix.cli import main
+    src = tmp_path / "a.png"
+    _image().save(src)
+    assert main(["upscale", str(src), "--upscaler", "R-ESRGAN 2x+", "--data-dir", str(with_models.data_dir)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "RealESRGAN_x2plus.pth" in err[0]
+    assert main(["upscale", str(src), "--upscaler", "Latent", "--data-dir", str(with_models.data_dir)]) == 1
+    assert "latent upscaler" in capsys.readouterr().err
+    assert not (with_models.outputs_dir / "extras-images").exists()
+
+
+def test_service_lists_upscalers_for_the_dropdown(with_models):
+    from creationmix.service import Service
+    names = Service(with_models, device="cpu").list_upscalers()
+    assert names[:9] == [*LATENT_MODES, *PIL_UPSCALERS] and "R-ESRGAN 4x+" in names and "4x-UltraSharp" in names
