@@ -182,11 +182,11 @@ def test_model_upscale_follows_a1111_target_rule(with_models):
 
 def test_free_after_drops_the_model(with_models):
     keep = PixelUpscalers(with_models, settings=UpscaleSettings(free_after=False))
-    keep.resize(_image(), 128, 96, "4x-UltraSharp")
+    keep.resize(_image(), 128, 96, "4x-AnimeSharp")
     keep.finished()
     assert keep._model is not None
     free = PixelUpscalers(with_models, settings=UpscaleSettings(free_after=True))
-    free.resize(_image(), 128, 96, "4x-UltraSharp")
+    free.resize(_image(), 128, 96, "4x-AnimeSharp")
     free.finished()
     assert free._model is None
 
