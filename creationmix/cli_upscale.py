@@ -32,7 +32,7 @@ def cmd_upscale(args) -> int:
 
     from .devices import pick_device, pick_dtype
     from .output import save_numbered_png
-    from .paths import Folders
+    from .compose import ServiceOptions, build_folders
     from .pnginfo import read_parameters
     from .upscalers.runner import PixelUpscalers, UpscaleSettings
     from .upscalers.table import LATENT_MODES, check_upscaler_name
@@ -51,7 +51,8 @@ def cmd_upscale(args) -> int:
     except (UnidentifiedImageError, OSError) as e:
         raise InvalidParameter(f"{args.image} is not a readable image ({type(e).__name__})") from None
     parameters = read_parameters(args.image)
-    folders = Folders(args.data_dir, args.a1111_dir)
+    folders = build_folders(ServiceOptions(data_dir=Path(args.data_dir or "."),
+                                           a1111_dir=Path(args.a1111_dir) if args.a1111_dir else None))
     device = pick_device(args.device)
     ups = PixelUpscalers(folders, device, pick_dtype(args.precision, device), settings)
     out = ups.upscale(image, args.scale, name)
