@@ -282,3 +282,17 @@ def test_service_lists_upscalers_for_the_dropdown(with_models):
     from creationmix.service import Service
     names = Service(with_models, device="cpu").list_upscalers()
     assert names[:9] == [*LATENT_MODES, *PIL_UPSCALERS] and "R-ESRGAN 4x+" in names and "4x-UltraSharp" in names
+
+
+def test_our_architectures_match_spandrel_where_it_imports(tmp_path):
+    """Where spandrel can be imported (not on CI: torchvision), both loaders give the same pixels."""
+    from creationmix.upscalers.models import spandrel_status
+    if spandrel_status()[0] is None:
+        pytest.skip(f"spandrel not importable here: {spandrel_status()[1]}")
+    x = torch.rand(1, 3, 21, 18)
+    for sd in (esrgan_state_dict(), esrgan_state_dict(layout="old", in_nc=12), compact_state_dict()):
+        path = save(sd, tmp_path / "m.pth")
+        ours, theirs = load_upscaler(path, use_spandrel=False), load_upscaler(path, use_spandrel=True)
+        assert theirs.via == "spandrel" and ours.scale == theirs.scale
+        with torch.no_grad():
+            assert torch.equal(ours.module(x), theirs.module(x))
