@@ -176,15 +176,18 @@ class Engine:
                 interrupted = True
                 break
             control.skipped.clear()
-            batch_seeds = [params.seed + batch_no * params.batch_size + i for i in range(params.batch_size)]
+            # A1111: seed + i per image, or with a variation strength one seed and variation seed + i.
+            image_seeds = [params.image_seeds(batch_no * params.batch_size + i) for i in range(params.batch_size)]
+            batch_seeds, batch_subseeds = [s for s, _ in image_seeds], [v for _, v in image_seeds]
             report = self._reporter(progress, batch_no, params.batch_count, preview_every)
             try:
                 with self._timed("first"):
-                    latent = self._first_pass(denoiser, spec, cond, params, batch_seeds, control, report)
+                    latent = self._first_pass(denoiser, spec, cond, params, batch_seeds, control, report,
+                                              subseeds=batch_subseeds)
                 if params.enable_hires:
                     with self._timed("hires"):
                         latent = self._hires_pass(denoiser, hires_spec, hires_cond, params, latent, batch_seeds,
-                                                  control, report, warnings)
+                                                  control, report, warnings, subseeds=batch_subseeds)
                 with self._timed("decode"):
                     batch_images = self._decode(model, latent, warnings)
             except _Skipped:
@@ -196,8 +199,8 @@ class Engine:
                 if params.enable_hires:
                     self.upscalers.finished()
             applied = self._cfg_state.applied(params)
-            for seed, image in zip(batch_seeds, batch_images):
-                text = format_infotext(applied.replace(seed=seed), meta)
+            for seed, subseed, image in zip(batch_seeds, batch_subseeds, batch_images):
+                text = format_infotext(applied.replace(seed=seed, subseed=subseed), meta)
                 images.append(image)
                 seeds.append(seed)
                 infotexts.append(text)
@@ -237,19 +240,22 @@ class Engine:
         return build_conditioning(self.encoder, prompt, negative, steps, clip_skip=params.clip_skip,
                                   emphasis=params.emphasis, hires_steps=hires_steps, syntax=params.prompt_syntax)
 
-    def _rng(self, params: GenerationParams, shape, seeds) -> ImageRNG:
-        return ImageRNG(shape, seeds, device=self.device, source=params.rng)
+    def _rng(self, params: GenerationParams, shape, seeds, subseeds=None) -> ImageRNG:
+        return ImageRNG(shape, seeds, device=self.device, source=params.rng,
+                        eta_noise_seed_delta=params.eta_noise_seed_delta, subseeds=subseeds,
+                        subseed_strength=params.subseed_strength, seed_resize_from_h=params.seed_resize_from_h,
+                        seed_resize_from_w=params.seed_resize_from_w)
 
-    def _first_pass(self, denoiser, spec, cond, params, seeds, control, report) -> torch.Tensor:
+    def _first_pass(self, denoiser, spec, cond, params, seeds, control, report, subseeds=None) -> torch.Tensor:
         shape = (4, params.height // 8, params.width // 8)
-        rng = self._rng(params, shape, seeds)
+        rng = self._rng(params, shape, seeds, subseeds)
         plan = spec.plan(params.schedule, params.steps, denoiser, params=params)
         apply_token_merging(self.model.unet, params.token_merging_ratio)
         x = plan.start(rng.first())  # A1111: noise * sigmas[0]
         return self._sample(plan, cond, params, x, rng, control, report, "first")
 
     def _hires_pass(self, denoiser, spec, cond, params, latent, seeds, control, report,
-                    warnings: list[str] | None = None) -> torch.Tensor:
+                    warnings: list[str] | None = None, subseeds=None) -> torch.Tensor:
         width, height = params.hires_size
         if params.hires_upscaler in LATENT_MODES:
             mode, antialias = LATENT_MODES[params.hires_upscaler]
@@ -257,8 +263,9 @@ class Engine:
         else:
             with self._timed("upscale"):
                 latent = self._upscale_pixels(latent, params, seeds, control, [] if warnings is None else warnings)
-        # A1111 re-seeds every image with its own seed at the upscaled shape for the second pass.
-        rng = self._rng(params, latent.shape[1:], seeds)
+        # A1111 re-seeds every image with its own seed at the upscaled shape for the second pass (variation
+        # and seed resize included).
+        rng = self._rng(params, latent.shape[1:], seeds, subseeds)
         # A1111: "Use same scheduler" is the first pass's schedule type, resolved for the hires sampler.
         schedule = params.hires_schedule or params.schedule
         plan = spec.plan(schedule, params.hires_steps_effective, denoiser, denoise=params.denoising_strength,
@@ -289,7 +296,8 @@ class Engine:
 
         LDM's DiagonalGaussianDistribution.sample draws torch.randn on the global CPU generator, which A1111's
         first-pass noise left seeded with the batch's last seed (rng.randn -> torch.manual_seed); nothing else
-        draws from it in between, so the same seeded CPU stream is replayed here, image after image."""
+        draws from it in between, so the same seeded CPU stream is replayed here, image after image. (With RNG source
+        NV, A1111 never seeds torch, so its draw there is not reproducible and ours is simply seeded the same way.)"""
         vae = model.vae
         arr = np.stack([np.asarray(im.convert("RGB")).astype(np.float32) / 255.0 for im in images])
         x = torch.from_numpy(np.moveaxis(arr, 3, 1).copy()).to(self.device, vae.dtype) * 2 - 1

@@ -40,7 +40,7 @@ def test_documented_hires_size():
     ({"hires_upscaler": "../ESRGAN"}, "hires upscaler '../ESRGAN' contains '..'"),
     ({"hires_upscaler": ""}, "hires upscaler must be a name, got ''; valid: Latent"),
     ({"seed": -2}, "seed"),
-    ({"rng": "NV"}, "unknown RNG source"),
+    ({"rng": "Philox"}, "unknown RNG source"),
 ])
 def test_bad_input_is_named(kw, needle):
     with pytest.raises(InvalidParameter) as e:
