@@ -248,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_previews_parser(sub)
     from .samplers_cli import add_samplers_parser
     add_samplers_parser(sub)
+    from .cli_upscale import add_upscale_parser
+    add_upscale_parser(sub, add_folder_args, add_device_args)
     return parser
 
 

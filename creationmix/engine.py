@@ -35,20 +35,12 @@ from .lora.manager import LoraManager
 from .lora.tags import extract_lora_tags
 from .sampling import SAMPLER_TABLE, ImageRNG, KDenoiser, sd15_alphas_cumprod
 from .jobs import Control, GenerationResult, ProgressEvent
+from .upscalers.runner import PixelUpscalers, UpscaleSettings
+from .upscalers.table import LATENT_MODES
 from .cfg import CFGModel, CFGState, stack_conds  # noqa: F401  (stack_conds re-exported)
 from .tome import apply_token_merging, hires_ratio
 
 log = logging.getLogger(__name__)
-
-# A1111's latent upscale modes (modules/shared_items / processing).
-LATENT_MODES: dict[str, tuple[str, bool]] = {
-    "Latent": ("bilinear", False),
-    "Latent (antialiased)": ("bilinear", True),
-    "Latent (bicubic)": ("bicubic", False),
-    "Latent (bicubic antialiased)": ("bicubic", True),
-    "Latent (nearest)": ("nearest", False),
-    "Latent (nearest-exact)": ("nearest-exact", False),
-}
 
 # A1111's "cheap approximation" latent -> RGB for live previews (sd_samplers_common.samples_to_images_tensor).
 _PREVIEW_COEFS = torch.tensor([
@@ -93,7 +85,8 @@ class Engine:
     """Owns the loaded model (one at a time) and runs generations. Not thread-safe: callers queue."""
 
     def __init__(self, folders: Folders, device: str | None = None, precision: str | None = None,
-                 tiled_vae: bool = False, default_checkpoint: str | None = None):
+                 tiled_vae: bool = False, default_checkpoint: str | None = None,
+                 upscale: UpscaleSettings | None = None):
         self.folders = folders
         self.default_checkpoint = default_checkpoint  # what a request without a checkpoint gets
         self.device = pick_device(device)
@@ -107,6 +100,7 @@ class Engine:
         self.encoder: PromptEncoder | None = None
         self._lock = threading.Lock()
         self.timings: dict[str, float] = {}
+        self.upscalers = PixelUpscalers(folders, self.device, self.dtype, upscale)
 
     # -- model management ----------------------------------------------------------------------------------
     def list_checkpoints(self) -> list[Path]:
@@ -165,6 +159,8 @@ class Engine:
         spec = SAMPLER_TABLE[params.sampler]
         hires_spec = SAMPLER_TABLE[params.hires_sampler or params.sampler]
         model = self.load(params.checkpoint, params.vae)
+        if params.enable_hires:
+            self.upscalers.check(params.hires_upscaler)
 
         prompt, negative, lora_meta = self._apply_loras(params)
         warnings = self.loras.active_warnings()
@@ -198,7 +194,7 @@ class Engine:
                 if params.enable_hires:
                     with self._timed("hires"):
                         latent = self._hires_pass(denoiser, hires_spec, hires_cond, params, latent, batch_seeds,
-                                                  control, report, subseeds=batch_subseeds)
+                                                  control, report, warnings, subseeds=batch_subseeds)
                 with self._timed("decode"):
                     batch_images = self._decode(model, latent, warnings)
             except _Skipped:
@@ -206,6 +202,9 @@ class Engine:
             except Interrupted:
                 interrupted = True
                 break
+            finally:
+                if params.enable_hires:
+                    self.upscalers.finished()
             applied = self._cfg_state.applied(params)
             for seed, subseed, image in zip(batch_seeds, batch_subseeds, batch_images):
                 text = format_infotext(applied.replace(seed=seed, subseed=subseed), meta)
@@ -263,10 +262,14 @@ class Engine:
         return self._sample(plan, cond, params, x, rng, control, report, "first")
 
     def _hires_pass(self, denoiser, spec, cond, params, latent, seeds, control, report,
-                    subseeds=None) -> torch.Tensor:
+                    warnings: list[str] | None = None, subseeds=None) -> torch.Tensor:
         width, height = params.hires_size
-        mode, antialias = LATENT_MODES[params.hires_upscaler]
-        latent = F.interpolate(latent, size=(height // 8, width // 8), mode=mode, antialias=antialias)
+        if params.hires_upscaler in LATENT_MODES:
+            mode, antialias = LATENT_MODES[params.hires_upscaler]
+            latent = F.interpolate(latent, size=(height // 8, width // 8), mode=mode, antialias=antialias)
+        else:
+            with self._timed("upscale"):
+                latent = self._upscale_pixels(latent, params, seeds, control, [] if warnings is None else warnings)
         # A1111 re-seeds every image with its own seed at the upscaled shape for the second pass (variation
         # and seed resize included).
         rng = self._rng(params, latent.shape[1:], seeds, subseeds)
@@ -277,6 +280,45 @@ class Engine:
         apply_token_merging(self.model.unet, hires_ratio(params.token_merging_ratio, params.token_merging_ratio_hr))
         x = plan.start(rng.first(), init=latent)
         return self._sample(plan, cond, params, x, rng, control, report, "hires")
+
+    @torch.no_grad()
+    def _upscale_pixels(self, latent, params, seeds, control, warnings) -> torch.Tensor:
+        """A1111's sample_hr_pass with a pixel upscaler: decode -> uint8 (truncated) -> images.resize_image to the
+        hires size with the upscaler -> VAE encode."""
+        width, height = params.hires_size
+
+        def should_stop():
+            return control.interrupted.is_set() or control.skipped.is_set()
+
+        images = self._decode(self.model, latent, warnings)
+        images = [self.upscalers.resize(im, width, height, params.hires_upscaler, should_stop) for im in images]
+        if control.skipped.is_set():
+            raise _Skipped()
+        if control.interrupted.is_set():
+            raise Interrupted("interrupted")
+        return self._encode_images(self.model, images, seeds)
+
+    def _encode_images(self, model: LoadedModel, images: list[Image.Image], seeds: list[int]) -> torch.Tensor:
+        """images_tensor_to_samples: each image alone, scale * a *sample* of the VAE posterior (not its mean).
+
+        LDM's DiagonalGaussianDistribution.sample draws torch.randn on the global CPU generator, which A1111's
+        first-pass noise left seeded with the batch's last seed (rng.randn -> torch.manual_seed); nothing else
+        draws from it in between, so the same seeded CPU stream is replayed here, image after image. (With RNG source
+        NV, A1111 never seeds torch, so its draw there is not reproducible and ours is simply seeded the same way.)"""
+        vae = model.vae
+        arr = np.stack([np.asarray(im.convert("RGB")).astype(np.float32) / 255.0 for im in images])
+        x = torch.from_numpy(np.moveaxis(arr, 3, 1).copy()).to(self.device, vae.dtype) * 2 - 1
+        gen = torch.Generator("cpu").manual_seed(int(seeds[-1]))
+        out = []
+        try:
+            vae.enable_tiling() if self.tiled_vae else vae.disable_tiling()
+            for i in range(x.shape[0]):
+                dist = vae.encode(x[i:i + 1], return_dict=False)[0]
+                noise = torch.randn(dist.mean.shape, generator=gen).to(dist.mean.device, dist.mean.dtype)
+                out.append((dist.mean + dist.std * noise).float() * vae.config.scaling_factor)
+        finally:
+            vae.disable_tiling()
+        return torch.cat(out)
 
     def _sample(self, plan, cond, params, x, rng, control, report, pass_name):
         model_fn = CFGModel(plan.inner_model, cond, params.cfg_scale * plan.spec.cfg_scale_multiplier, x.shape[0],

@@ -28,17 +28,20 @@ def next_sequence_number(folder: Path) -> int:
     return best + 1
 
 
-def png_info(parameters: str | None) -> PngInfo:
+def png_info(parameters: str | None, extra_text: dict[str, str] | None = None) -> PngInfo:
     info = PngInfo()
     if parameters:
         info.add_text("parameters", parameters)
+    for key, value in (extra_text or {}).items():
+        info.add_text(key, value)
     return info
 
 
-def save_numbered_png(image: Image.Image, folder: Path, seed: int, parameters: str | None,
-                      suffix: str = "") -> Path:
+def save_numbered_png(image: Image.Image, folder: Path, seed: int | str, parameters: str | None,
+                      suffix: str = "", extra_text: dict[str, str] | None = None) -> Path:
     folder = Path(folder)
-    return write_new_numbered(folder, lambda fh: image.save(fh, format="PNG", pnginfo=png_info(parameters)),
+    return write_new_numbered(folder, lambda fh: image.save(fh, format="PNG",
+                                                            pnginfo=png_info(parameters, extra_text)),
                               lambda: f"{next_sequence_number(folder):05d}-{seed}{suffix}.png", what="PNG")
 
 

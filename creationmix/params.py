@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass
 
 from .errors import InvalidParameter
+from .upscalers.table import UPSCALER_NAMES, check_upscaler_name
 
 # A1111 1.10 sampler names (the schedule is separate), in its UI order, with its `aliases` lists.
 SAMPLER_ALIASES: dict[str, tuple[str, ...]] = {
@@ -86,7 +87,8 @@ LATENT_UPSCALERS: tuple[str, ...] = (
     "Latent (nearest)",
     "Latent (nearest-exact)",
 )
-UPSCALERS = LATENT_UPSCALERS
+# Names the upscaler table knows by itself; hires_upscaler also takes any model file's stem (`4x-UltraSharp`).
+UPSCALERS = UPSCALER_NAMES
 RNG_SOURCES: tuple[str, ...] = ("GPU", "CPU", "NV")
 EMPHASIS_MODES: tuple[str, ...] = ("Original", "No norm", "None")
 PROMPT_SYNTAXES: tuple[str, ...] = ("A1111", "Compel")
@@ -288,7 +290,7 @@ class GenerationParams:
         self._validate_seed_extras()
         _check_choice("emphasis mode", self.emphasis, EMPHASIS_MODES)
         _check_choice("prompt syntax", self.prompt_syntax, PROMPT_SYNTAXES)
-        _check_choice("hires upscaler", self.hires_upscaler, UPSCALERS)
+        check_upscaler_name(self.hires_upscaler)
         _check_range("denoising strength", self.denoising_strength, 0, 1, lo_open=True)
         _check_range("hires scale", self.hires_scale, 1, 4)
         _check_range("hires steps", self.hires_steps, 0, 150)

@@ -17,6 +17,8 @@ LORA_EXTS = (".safetensors", ".pt", ".ckpt")
 EMBEDDING_EXTS = (".pt", ".bin", ".safetensors")
 # A1111 picks `<checkpoint stem>.vae.*` beside a checkpoint as its VAE: such files are not checkpoints.
 SIDECAR_VAE_SUFFIXES = (".vae.safetensors", ".vae.pt", ".vae.ckpt")
+# Upscaler model folders: A1111's (models/ESRGAN, ...) and ComfyUI's models/upscale_models.
+UPSCALER_SUBDIRS = ("ESRGAN", "RealESRGAN", "SwinIR", "DAT", "HAT", "upscale_models")
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -49,6 +51,12 @@ class Folders:
     @property
     def embedding_dirs(self) -> list[Path]:
         return self._roots("embeddings")
+
+    def upscaler_dirs(self, sub: str) -> list[Path]:
+        """models/<sub>/ for one of UPSCALER_SUBDIRS, ours first, then the A1111 install's."""
+        if sub not in UPSCALER_SUBDIRS:
+            raise ValueError(f"unknown upscaler folder {sub!r}")
+        return self._roots("models", sub)
 
     @property
     def outputs_dir(self) -> Path:

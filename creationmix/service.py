@@ -109,6 +109,11 @@ class Service:
     def list_vaes(self) -> list[str]:
         return ["Automatic", "None"] + [_rel_name(p, self.folders.vae_dirs) for p in self.folders.list_vaes()]
 
+    def list_upscalers(self) -> list[str]:
+        """Hires upscaler choices: latent modes, None/Lanczos/Nearest, then the model files found."""
+        from .upscalers.table import list_upscalers
+        return [e.name for e in list_upscalers(self.folders)]
+
     def list_loras(self) -> list[LoraCard]:
         from .lora.library import LoraLibrary
         cards = []

@@ -96,6 +96,10 @@ class FakeService:
     def list_vaes(self) -> list[str]:
         return ["vae-ft-mse.safetensors"]
 
+    def list_upscalers(self) -> list[str]:
+        from creationmix.upscalers.table import LATENT_MODES, PIL_UPSCALERS
+        return [*LATENT_MODES, *PIL_UPSCALERS, "4x-UltraSharp", "R-ESRGAN 4x+ Anime6B"]
+
     def list_loras(self) -> list[LoraCard]:
         return [
             LoraCard("paper_cut", 0.8, ("papercut", "layered paper"), "SD 1.5", self.preview),

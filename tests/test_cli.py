@@ -50,7 +50,8 @@ def test_txt2img_with_params_file_and_overrides(folders, tmp_path, capfd):
 @pytest.mark.parametrize("args, needle", [
     (["--width", "100"], "width must be a multiple of 8"),
     (["--sampler", "Euler z"], "unknown sampler 'Euler z'"),
-    (["--hires-upscaler", "ESRGAN_4x"], "unknown hires upscaler"),
+    (["--hires", "--hires-upscaler", "ESRGAN_4x"], "needs the file ESRGAN_4x.pth"),
+    (["--hires-upscaler", "../x"], "hires upscaler '../x' contains '..'"),
     (["--denoising-strength", "0"], "denoising strength"),
     (["--checkpoint", "../../etc/passwd-nowhere"], "no such file"),
     (["--checkpoint", "nope"], "checkpoint 'nope' not found"),

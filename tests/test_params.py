@@ -37,7 +37,8 @@ def test_documented_hires_size():
     ({"hires_scale": 4.5}, "hires scale must be in [1, 4]"),
     ({"hires_scale": 0.5}, "hires scale"),
     ({"sampler": "Euler b"}, "unknown sampler 'Euler b'; valid samplers: DPM++ 2M"),
-    ({"hires_upscaler": "ESRGAN"}, "unknown hires upscaler 'ESRGAN'; valid: Latent"),
+    ({"hires_upscaler": "../ESRGAN"}, "hires upscaler '../ESRGAN' contains '..'"),
+    ({"hires_upscaler": ""}, "hires upscaler must be a name, got ''; valid: Latent"),
     ({"seed": -2}, "seed"),
     ({"rng": "Philox"}, "unknown RNG source"),
 ])

@@ -174,8 +174,11 @@ class Studio:
         with gr.Accordion("Hires. fix", open=False, elem_id="cm_hires_panel") as self.hires_panel:
             f["enable_hires"] = gr.Checkbox(d.enable_hires, label="Enable Hires. fix", elem_id="cm_enable_hires")
             with gr.Row():
-                f["hires_upscaler"] = gr.Dropdown(list(UPSCALERS), value=d.hires_upscaler, label="Upscaler",
-                                                  elem_id="cm_hires_upscaler")
+                # Found models are offered; a pasted recipe may name one not installed yet (the engine says
+                # which file to get), so custom values are allowed.
+                f["hires_upscaler"] = gr.Dropdown(self._startup_list(self.service.list_upscalers, "upscalers")
+                                                  or list(UPSCALERS), value=d.hires_upscaler, label="Upscaler",
+                                                  allow_custom_value=True, elem_id="cm_hires_upscaler")
                 f["hires_steps"] = gr.Slider(0, 150, value=d.hires_steps, step=1, label="Hires steps",
                                              elem_id="cm_hires_steps")
                 f["denoising_strength"] = gr.Slider(0.01, 1, value=d.denoising_strength, step=0.01,
