@@ -166,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .xyz.cli import add_previews_parser, add_xyz_parser
     add_xyz_parser(sub)
     add_previews_parser(sub)
+    from .cli_epochs import add_epochs_parser
+    add_epochs_parser(sub)
     return parser
 
 

@@ -1,0 +1,105 @@
+"""`python -m creationmix epochs SERIES ...` (registered by creationmix/cli.py): the CLI edge of creationmix.epochs.
+
+SERIES is a kohya output folder (any existing folder: the local operator's path), one file of a series, or a
+series name in the configured LoRA folders. stdout lists the files (cells, grids, published preview and
+sidecar), one per line; warnings and the summary go to stderr. Ctrl-C keeps finished cells and exits 130.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import InvalidParameter
+
+
+def _series_key(args) -> str:
+    """The series name for SERIES, adding its folder to the LoRA folders when it is a path."""
+    from .lora.library import LoraLibrary
+    from .xyz.cli import _folders
+
+    target = Path(args.series)
+    looks_like_path = target.exists() or "/" in args.series or "\\" in args.series
+    if not looks_like_path:
+        args.folders = _folders(args)
+        return args.series
+    if target.is_file():
+        args.folders = _folders(args, target.parent)
+        return target.stem
+    if not target.is_dir():
+        raise InvalidParameter(f"SERIES {args.series}: not a folder, a LoRA file or a series name")
+    args.folders = _folders(args, target)
+    found = [s for s in LoraLibrary([target]).series() if s.folder.resolve() == target.resolve()]
+    if len(found) != 1:
+        names = ", ".join(s.name for s in found) or "none"
+        raise InvalidParameter(f"{target}: expected one kohya series (<name>-000001.safetensors ...) in the folder, "
+                               f"found {names}; name one file of the series instead")
+    return found[0].name
+
+
+def cmd_epochs(args) -> int:
+    from .cli import param_overrides
+    from .engine import Engine
+    from .epochs.service import run_series_epochs
+    from .presets import PRESETS_DIR, find_preset
+    from .xyz.cli import tqdm_job_progress
+
+    if args.prompts is not None and not args.prompts.is_file():
+        raise InvalidParameter(f"--prompts {args.prompts}: no such file")
+    key = _series_key(args)
+    preset = find_preset(PRESETS_DIR, args.preset) if args.preset else None
+    engine = Engine(args.folders, device=args.device, precision=args.precision)
+    epochs = [e.strip() for e in args.epochs.split(",") if e.strip()] if args.epochs else None
+    progress, close = tqdm_job_progress(unit="img") if not args.no_progress else (None, lambda: None)
+    try:
+        result = run_series_epochs(engine, key, prompts_file=args.prompts, preset=preset, strengths=args.strengths,
+                                   seeds=args.seeds, epochs=epochs, overrides=param_overrides(args),
+                                   publish=args.publish, force=args.force, preview_name=args.preview_name,
+                                   out_dir=args.out, progress=progress)
+    finally:
+        close()
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for path in result.files:
+        print(path)
+    print(result.summary(), file=sys.stderr)
+    if result.published is not None:
+        print(result.published.summary(), file=sys.stderr)
+    if result.interrupted:
+        print("interrupted: finished cells were kept; run again to resume", file=sys.stderr)
+        return 130
+    return 1 if result.count("failed") and not result.count("done") and not result.count("skipped") else 0
+
+
+def add_epochs_parser(sub) -> argparse.ArgumentParser:
+    """Register `epochs` on the subparsers object of creationmix/cli.py's build_parser."""
+    from .cli import PARAM_FLAGS, add_device_args, add_folder_args
+    p = sub.add_parser("epochs", help="a kohya run's epochs x LoRA strengths, one grid per sample prompt",
+                       description="Renders every epoch of a kohya series (<name>-000001 ... <name>) at each "
+                                   "strength with A1111 semantics; each cell is its own PNG; a re-run skips the "
+                                   "cells already there. --publish writes the winner's preview and A1111 sidecar.")
+    p.add_argument("series", metavar="SERIES", help="kohya output folder, one file of the series, or a series name")
+    p.add_argument("--prompts", type=Path, default=None,
+                   help="sample prompts: kohya .txt/.toml/.json or OneTrainer samples.json "
+                        "(default: the run's sample/prompt.txt)")
+    p.add_argument("--preset", default=None, help="preset card filling what the prompts leave out (hires fix, "
+                                                  "clip skip, negative); alone, its own prompt is used")
+    p.add_argument("--strengths", default="0.6,0.8,1.0", help="LoRA strengths, comma separated")
+    p.add_argument("--seeds", type=int, default=1, help="this many consecutive seeds per prompt (one grid each)")
+    p.add_argument("--epochs", default=None, help="only these epochs, e.g. 4,8,final (default: all)")
+    p.add_argument("--publish", default=None, metavar="EPOCH:STRENGTH",
+                   help="write that cell as <stem>.preview.png and the A1111 <stem>.json sidecar")
+    p.add_argument("--force", action="store_true", help="publish over an existing preview and sidecar values")
+    p.add_argument("--preview-name", choices=("preview", "png"), default="preview",
+                   help="preview file: <stem>.preview.png (default) or <stem>.png (A1111's own name)")
+    p.add_argument("--out", type=Path, default=None, help="grid folder (default DATA_DIR/outputs/lora-epochs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for flag, (field, typ) in PARAM_FLAGS.items():
+        if field != "prompt":
+            p.add_argument(flag, dest=field, type=typ, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--hires", dest="enable_hires", action="store_true", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--no-hires", dest="enable_hires", action="store_false", help=argparse.SUPPRESS)
+    add_folder_args(p)
+    add_device_args(p)
+    p.set_defaults(func=cmd_epochs)
+    return p
