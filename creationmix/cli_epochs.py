@@ -13,53 +13,45 @@ from pathlib import Path
 from .errors import InvalidParameter
 
 
-def _series_key(args) -> str:
-    """The series name for SERIES, adding its folder to the LoRA folders when it is a path."""
+def _series_key(value: str) -> tuple[str, Path | None]:
+    """(series name, LoRA folder to add) for SERIES: a folder or file path adds its folder."""
     from .lora.library import LoraLibrary
-    from .xyz.cli import _folders
 
-    target = Path(args.series)
-    looks_like_path = target.exists() or "/" in args.series or "\\" in args.series
-    if not looks_like_path:
-        args.folders = _folders(args)
-        return args.series
+    target = Path(value).expanduser()
     if target.is_file():
-        args.folders = _folders(args, target.parent)
-        return target.stem
-    if not target.is_dir():
-        raise InvalidParameter(f"SERIES {args.series}: not a folder, a LoRA file or a series name")
-    args.folders = _folders(args, target)
-    found = [s for s in LoraLibrary([target]).series() if s.folder.resolve() == target.resolve()]
-    if len(found) != 1:
-        names = ", ".join(s.name for s in found) or "none"
-        raise InvalidParameter(f"{target}: expected one kohya series (<name>-000001.safetensors ...) in the folder, "
-                               f"found {names}; name one file of the series instead")
-    return found[0].name
+        return target.stem, target.parent.resolve()
+    if target.is_dir():
+        found = [s for s in LoraLibrary([target]).series() if s.folder.resolve() == target.resolve()]
+        if len(found) != 1:
+            names = ", ".join(s.name for s in found) or "none"
+            raise InvalidParameter(f"{target}: expected one kohya series (<name>-000001.safetensors ...) in the "
+                                   f"folder, found {names}; name one file of the series instead")
+        return found[0].name, target.resolve()
+    if target.is_absolute() or "/" in value or "\\" in value:
+        raise InvalidParameter(f"SERIES {value}: not a folder, a LoRA file or a series name")
+    return value, None
 
 
 def cmd_epochs(args) -> int:
-    from .cli import param_overrides
-    from .engine import Engine
-    from .epochs.service import run_series_epochs
-    from .presets import PRESETS_DIR, find_preset
-    from .xyz.cli import tqdm_job_progress
+    from .cli import param_overrides, print_warnings, resolve_file_args
+    from .cli_jobs import _service, tqdm_job_progress
 
-    if args.prompts is not None and not args.prompts.is_file():
+    resolve_file_args(args)
+    if args.prompts is not None and not Path(args.prompts).expanduser().is_file():
         raise InvalidParameter(f"--prompts {args.prompts}: no such file")
-    key = _series_key(args)
-    preset = find_preset(PRESETS_DIR, args.preset) if args.preset else None
-    engine = Engine(args.folders, device=args.device, precision=args.precision)
+    key, lora_dir = _series_key(args.series)
+    service = _service(args, lora_dir=lora_dir)
     epochs = [e.strip() for e in args.epochs.split(",") if e.strip()] if args.epochs else None
     progress, close = tqdm_job_progress(unit="img") if not args.no_progress else (None, lambda: None)
     try:
-        result = run_series_epochs(engine, key, prompts_file=args.prompts, preset=preset, strengths=args.strengths,
-                                   seeds=args.seeds, epochs=epochs, overrides=param_overrides(args),
-                                   publish=args.publish, force=args.force, preview_name=args.preview_name,
-                                   out_dir=args.out, progress=progress)
+        result = service.run_epoch_grid(
+            key, prompts_file=Path(args.prompts).expanduser() if args.prompts else None, preset_id=args.preset,
+            strengths=args.strengths, seeds=args.seeds, epochs=epochs, overrides=param_overrides(args),
+            publish=args.publish, force=args.force, preview_name=args.preview_name,
+            out_dir=Path(args.out) / "lora-epochs" if args.out else None, progress=progress)
     finally:
         close()
-    for w in result.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+    print_warnings(result.warnings)
     for path in result.files:
         print(path)
     print(result.summary(), file=sys.stderr)
@@ -79,7 +71,7 @@ def add_epochs_parser(sub) -> argparse.ArgumentParser:
                                    "strength with A1111 semantics; each cell is its own PNG; a re-run skips the "
                                    "cells already there. --publish writes the winner's preview and A1111 sidecar.")
     p.add_argument("series", metavar="SERIES", help="kohya output folder, one file of the series, or a series name")
-    p.add_argument("--prompts", type=Path, default=None,
+    p.add_argument("--prompts", default=None,
                    help="sample prompts: kohya .txt/.toml/.json or OneTrainer samples.json "
                         "(default: the run's sample/prompt.txt)")
     p.add_argument("--preset", default=None, help="preset card filling what the prompts leave out (hires fix, "
@@ -92,7 +84,7 @@ def add_epochs_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="publish over an existing preview and sidecar values")
     p.add_argument("--preview-name", choices=("preview", "png"), default="preview",
                    help="preview file: <stem>.preview.png (default) or <stem>.png (A1111's own name)")
-    p.add_argument("--out", type=Path, default=None, help="grid folder (default DATA_DIR/outputs/lora-epochs)")
+    p.add_argument("--out", default=None, help="outputs folder (default DATA_DIR/outputs); grids in lora-epochs/")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     for flag, (field, typ) in PARAM_FLAGS.items():
         if field != "prompt":

@@ -354,3 +354,27 @@ def test_cli_epochs_on_a_kohya_output_folder(data_dir, tiny_model, tmp_path, cap
     assert "0 cells made, 2 already there" in err and "kept" in err
     assert main(["epochs", str(tmp_path / "nope"), "--data-dir", str(data_dir)]) == 1
     assert "not a folder" in capsys.readouterr().err
+
+
+# -- service -----------------------------------------------------------------------------------------------------
+def test_service_lists_a_series_as_one_card(folders, tiny_model):
+    from creationmix.service import Service
+    write_series(folders.lora_dirs[0] / "run", tiny_model, "style")
+    write_lora(folders.lora_dirs[0] / "solo.safetensors", kohya_lora(tiny_model.pipe.unet, None, conv=False))
+    svc = Service(folders, demo_if_empty=False)
+    cards = {c.name: c for c in svc.list_loras()}
+    assert set(cards) == {"style", "solo"}  # the epochs are on the final file's card
+    assert cards["style"].epochs == ("style-000001", "style-000002", "style-000003") and cards["solo"].epochs == ()
+    (sc,) = svc.list_lora_series()
+    assert sc.name == "style" and sc.keys == ("1", "2", "3", "final")
+    assert sc.labels[-1] == "final: epoch 4 (1600 steps)" and sc.folder == folders.lora_dirs[0] / "run"
+
+
+def test_fake_service_epoch_grid_is_what_the_tab_reads(tmp_path):
+    from fake_service import FakeService
+    svc = FakeService(tmp_path)
+    (card,) = svc.list_lora_series()
+    res = svc.run_epoch_grid(card.name, prompts_text="1girl --w 64 --h 64 --s 2 --d 5", strengths="0.5,1",
+                             publish="final:1")
+    assert res.count("done") == 6 and len(res.grid_paths) == 1 and res.published.preview_written
+    assert res.published.preview in res.files and (tmp_path / "models" / "Lora" / "paper_run.json").is_file()

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "creationmix"
-CLI_EDGES = {"creationmix.cli", "creationmix.cli_jobs", "creationmix.__main__"}
+CLI_EDGES = {"creationmix.cli", "creationmix.cli_jobs", "creationmix.cli_epochs", "creationmix.__main__"}
 
 
 def _module_name(path: Path) -> str:

@@ -101,11 +101,22 @@ def run_series_epochs(engine, series_name: str, *, prompts_file: Path | None = N
     return result
 
 
-def service_epoch_grid(service, series: str, *, preset_id: str | None = None, **kw) -> EpochGridResult:
-    """Service.run_epoch_grid: the service's engine, presets folder and default checkpoint."""
-    from ..presets import PRESETS_DIR, find_preset
-    preset = find_preset(getattr(service, "presets_dir", None) or PRESETS_DIR, preset_id) if preset_id else None
-    overrides = dict(kw.pop("overrides", None) or {})
-    if getattr(service, "default_checkpoint", None) and "checkpoint" not in overrides:
-        overrides["checkpoint"] = service.default_checkpoint
-    return run_series_epochs(service.engine, series, preset=preset, overrides=overrides, **kw)
+def service_epoch_grid(service, series: str, *, preset_id: str | None = None, out_dir: Path | None = None,
+                       **kw) -> EpochGridResult:
+    """Service.run_epoch_grid: the service's engine, presets folder and outputs folder."""
+    from ..presets_resolve import load_preset_by_id
+    preset = load_preset_by_id(preset_id, service.presets_dir) if preset_id else None
+    out = Path(out_dir) if out_dir is not None else Path(service.outputs_dir) / OUTPUT_KIND
+    return run_series_epochs(service.engine, series, preset=preset, out_dir=out, **kw)
+
+
+def series_cards(library) -> list:
+    """service_api.SeriesCard for every kohya series in the library (the UI's epochs tab lists these)."""
+    from ..service_api import SeriesCard
+    cards = []
+    for s in library.series():
+        keys = tuple("final" if e.final else str(e.epoch) for e in s.epochs)
+        shown = s.final or s.epochs[-1]
+        cards.append(SeriesCard(name=s.name, epochs=tuple(s.names), labels=tuple(e.label for e in s.epochs),
+                                keys=keys, preview=shown.info.preview, folder=s.folder))
+    return cards
