@@ -265,10 +265,11 @@ class FakeService:
         s = self._series()
         if series != s.name:
             raise LoraError(f"LoRA {series!r} is not part of a kohya epoch series; series found: {s.name}")
-        if prompts_text is not None:
-            prompts = parse_prompt_text(prompts_text, f"prompts.{prompts_format}").prompts
-        elif prompts_file is not None:
-            prompts = load_prompt_file(prompts_file).prompts
+        warnings: list[str] = []
+        if prompts_text is not None or prompts_file is not None:
+            pf = (parse_prompt_text(prompts_text, f"prompts.{prompts_format}") if prompts_text is not None
+                  else load_prompt_file(prompts_file))
+            prompts, warnings = pf.prompts, pf.warnings
         elif preset_id is not None:
             card = next((c for c in self.presets if c.id == preset_id), None)
             if card is None:
@@ -283,6 +284,7 @@ class FakeService:
         plan = plan_epoch_grid(s, prompts, strengths=values, seeds=seeds, epochs=epochs, overrides=overrides,
                                out_dir=Path(out_dir or self.folders.outputs_dir / "lora-epochs"))
         result = run_epoch_grid(_FakeEngine(self), plan, progress=progress, control=control)
+        result.warnings = warnings + result.warnings
         if spec is not None:
             grid = plan.prompts[0]
             cell = grid.cell(s.find(spec.epoch), round(spec.strength, 4), grid.seeds[0])
