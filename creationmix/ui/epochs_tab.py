@@ -59,7 +59,7 @@ class EpochsTab:
         first = names[0] if names else None
         with gr.Row():
             self.series = gr.Dropdown(names, value=first, label="Training run (kohya series)", elem_id="cm_ep_series")
-            self.refresh = gr.Button("🔄", elem_id="cm_ep_refresh", scale=0, min_width=40)
+            self.refresh = gr.Button("Refresh", elem_id="cm_ep_refresh", scale=0, min_width=80)
             self.prompts = gr.File(label="Sample prompts (kohya .txt/.toml/.json, OneTrainer samples.json)",
                                    file_types=[".txt", ".toml", ".json"], type="filepath", elem_id="cm_ep_prompts")
             self.preset = gr.Dropdown(presets, value=NO_PRESET, label="Preset filling what the file leaves out",
@@ -67,14 +67,14 @@ class EpochsTab:
         with gr.Row():
             self.strengths = gr.Textbox(DEFAULT_STRENGTHS, label="Strengths", elem_id="cm_ep_strengths")
             self.seeds = gr.Number(value=1, label="Seeds", precision=0, minimum=1, maximum=16, elem_id="cm_ep_seeds")
-            self.steps = gr.Number(value=None, label="Steps (empty: the file's)", precision=0, elem_id="cm_ep_steps")
-            self.size = gr.Number(value=None, label="Width = height (empty: the file's)", precision=0,
+            self.steps = gr.Number(value=None, label="Steps (0: the file's)", precision=0, elem_id="cm_ep_steps")
+            self.size = gr.Number(value=None, label="Width = height (0: the file's)", precision=0,
                                   elem_id="cm_ep_size")
         with gr.Row():
             self.run_btn = gr.Button("Render epochs", variant="primary", elem_id="cm_ep_run")
             self.stop_btn = gr.Button("Interrupt", elem_id="cm_ep_interrupt")
         self.status = gr.Markdown("", elem_id="cm_ep_status")
-        self.grids = gr.Gallery(label="Grids (rows: epochs, columns: strengths)", columns=1, height="auto",
+        self.grids = gr.Gallery(label="Grids (rows: epochs, columns: strengths)", columns=2, height=560, object_fit="contain",
                                 elem_id="cm_ep_grids")
         with gr.Row():
             self.epoch = gr.Dropdown(self._keys(first), value=None, label="Publish epoch", elem_id="cm_ep_epoch")
