@@ -117,9 +117,13 @@ def test_kohya_txt_every_option_comments_and_sampler_warning(tmp_path):
     assert any("line 2" in w and "'k_euler_a'" in w and "'Euler a'" in w for w in pf.warnings)
     assert any("dpm++_2m_karras" in w and "DPM++ 2M' Karras" in w for w in pf.warnings)
     assert any("--g" in w and "FLUX" in w for w in pf.warnings) and any("--cn x.png" in w for w in pf.warnings)
-    unknown = parse_prompt_text("x --ss dpm_2_a\ny --ss nonsense\n", "p.txt")
-    assert [q.sampler for q in unknown.prompts] == ["Euler a", "DDIM"]  # nearest; sd-scripts' own DDIM fallback
+    unknown = parse_prompt_text("x --ss dpm_2_a\ny --ss nonsense\nz --ss dpmsingle\nw --ss pndm\n", "p.txt")
+    # the same method; sd-scripts' own DDIM fallback; the nearest one; PNDM is PLMS
+    assert [q.sampler for q in unknown.prompts] == ["DPM2 a", "DDIM", "DPM++ 2M", "PLMS"]
     assert any("nearest" in w for w in unknown.warnings) and any("falls back to DDIM" in w for w in unknown.warnings)
+    a1111 = parse_prompt_text("v --ss DPM++ 2M SDE Karras", "p.txt")
+    assert (a1111.prompts[0].sampler, a1111.prompts[0].schedule) == ("DPM++ 2M SDE", "Karras")
+    assert "A1111 name, used as is" in a1111.warnings[0]
 
 
 def test_kohya_toml_and_json_and_onetrainer(tmp_path):

@@ -267,11 +267,11 @@ def _load_existing(cell: EpochCell) -> bool:
 
 
 def _write_job_file(grid: PromptGrid) -> None:
-    from ..previews.job import _atomic_text
+    from ..fsio import write_atomic
     grid.folder.mkdir(parents=True, exist_ok=True)
     data = {"script": SCRIPT_NAME, "prompt": grid.template, "seed": grid.seeds[0], "seeds": grid.seeds,
             "params": grid.base.to_dict()}
-    _atomic_text(grid.folder / JOB_FILE, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(grid.folder / JOB_FILE, json.dumps(data, indent=2, ensure_ascii=False) + "\n", what="job record")
 
 
 def run_epoch_grid(engine, plan: EpochPlan, *, progress: Callable[[JobProgress], None] | None = None,

@@ -28,18 +28,18 @@ from typing import Any
 from ..errors import InvalidParameter
 from ..params import split_sampler_name
 
-# kohya sample_sampler -> (A1111 sampler, schedule, exact?). Not exact: the A1111 sampler is absent here
-# (LMS, PLMS, DPM2 a, DPM++ 2S, UniPC) and the nearest one is used.
+# kohya sample_sampler -> (A1111 sampler, schedule, exact?). Not exact: A1111 has no such method (DDPM,
+# DPM-Solver without ++, a non-ancestral single-step DPM++) and the nearest one is used.
 KOHYA_SAMPLERS: dict[str, tuple[str, str, bool]] = {
     "ddim": ("DDIM", "Automatic", True),
     "ddpm": ("DDIM", "Automatic", False),
-    "pndm": ("DPM++ 2M", "Automatic", False),  # PLMS: a linear multistep method like DPM++ 2M
-    "lms": ("DPM++ 2M", "Automatic", False),
+    "pndm": ("PLMS", "Automatic", True),  # diffusers' PNDM runs the PLMS steps
+    "lms": ("LMS", "Automatic", True),
     "euler": ("Euler", "Automatic", True),
     "euler_a": ("Euler a", "Automatic", True),
     "heun": ("Heun", "Automatic", True),
     "dpm_2": ("DPM2", "Automatic", True),
-    "dpm_2_a": ("Euler a", "Automatic", False),  # DPM2 a: ancestral, the nearest ancestral sampler here
+    "dpm_2_a": ("DPM2 a", "Automatic", True),
     "dpmsolver": ("DPM++ 2M", "Automatic", False),
     "dpmsolver++": ("DPM++ 2M", "Automatic", True),
     "dpmsingle": ("DPM++ 2M", "Automatic", False),
@@ -55,11 +55,11 @@ ONETRAINER_SAMPLERS: dict[str, tuple[str, str, bool]] = {
     "EULER_A": ("Euler a", "Automatic", True),
     "DPMPP": ("DPM++ 2M", "Automatic", True),
     "DPMPP_SDE": ("DPM++ SDE", "Automatic", True),
-    "UNIPC": ("DPM++ 2M", "Automatic", False),
+    "UNIPC": ("UniPC", "Automatic", True),
     "EULER_KARRAS": ("Euler", "Karras", True),
     "DPMPP_KARRAS": ("DPM++ 2M", "Karras", True),
     "DPMPP_SDE_KARRAS": ("DPM++ SDE", "Karras", True),
-    "UNIPC_KARRAS": ("DPM++ 2M", "Karras", False),
+    "UNIPC_KARRAS": ("UniPC", "Karras", True),
 }
 KOHYA_KEYS = {"prompt": "prompt", "negative_prompt": "negative_prompt", "width": "width", "height": "height",
               "seed": "seed", "sample_steps": "steps", "scale": "cfg_scale", "sample_sampler": "sampler"}
@@ -121,12 +121,6 @@ def _steps(v: int) -> int:
 def map_kohya_sampler(name: str, where: str, warnings: list[str]) -> tuple[str, str]:
     """A kohya sampler name (`euler_a`, `k_dpm_2`, `dpm++_2m_karras`, or an A1111 name) -> (sampler, schedule)."""
     raw = name.strip()
-    try:  # an A1111 name written straight into the file means itself
-        sampler, schedule = split_sampler_name(raw)
-        warnings.append(f"{where}: sampler {raw!r} is an A1111 name, used as is")
-        return sampler, schedule
-    except InvalidParameter:
-        pass
     key = raw.lower()
     key = key[2:] if key.startswith("k_") else key
     karras = key.endswith("_karras")
@@ -135,6 +129,12 @@ def map_kohya_sampler(name: str, where: str, warnings: list[str]) -> tuple[str, 
         sampler, schedule, exact = KOHYA_SAMPLERS[key]
         how = "the same method" if exact else "the nearest A1111 sampler here"
     else:
+        try:  # an A1111 name (or alias) written straight into the file means itself
+            sampler, schedule = split_sampler_name(raw)
+            warnings.append(f"{where}: sampler {raw!r} is an A1111 name, used as is")
+            return sampler, schedule
+        except InvalidParameter:
+            pass
         sampler, schedule, _ = KOHYA_SAMPLERS[KOHYA_FALLBACK]
         how = "sd-scripts itself falls back to DDIM for names it does not know"
     if karras:

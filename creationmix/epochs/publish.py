@@ -102,7 +102,7 @@ def read_user_metadata(sidecar: Path) -> dict[str, Any]:
 
 def write_user_metadata(lora_file: Path, values: dict[str, Any], *, force: bool = False) -> tuple[Path, dict, dict]:
     """Merge `values` into `<stem>.json`; returns (path, written, kept). Nothing is written when nothing changes."""
-    from ..previews.job import _atomic_text
+    from ..fsio import write_atomic
 
     sidecar = lora_file.with_suffix(".json")
     try:
@@ -124,7 +124,7 @@ def write_user_metadata(lora_file: Path, values: dict[str, Any], *, force: bool 
     for key in ("negative text", "notes"):  # what A1111's editor always has
         merged.setdefault(key, "")
     if written or not sidecar.exists():
-        _atomic_text(sidecar, json.dumps(merged, indent=4, ensure_ascii=False))
+        write_atomic(sidecar, json.dumps(merged, indent=4, ensure_ascii=False), what="LoRA sidecar")
         written = written or dict(values)
     return sidecar, written, kept
 

@@ -17,6 +17,7 @@ from ..params import (EMPHASIS_MODES, PROMPT_SYNTAXES, RNG_SOURCES, SAMPLERS, SC
 from ..jobs import Control
 from ..service_api import ServiceAPI
 from . import handlers as h
+from .advanced_sampling import add_advanced_sampling
 from .fields import FIELD_NAMES, SAME_SAMPLER
 
 MAX_LORA_SLIDERS = 8
@@ -220,6 +221,7 @@ class Studio:
                                      elem_id="cm_emphasis")
             f["prompt_syntax"] = gr.Radio(list(PROMPT_SYNTAXES), value=d.prompt_syntax, label="Prompt syntax",
                                           elem_id="cm_prompt_syntax")
+        add_advanced_sampling(f, d)
         missing = set(FIELD_NAMES) - set(f)
         assert not missing, f"no widget for {missing}"
 
