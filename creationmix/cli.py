@@ -246,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_jobs import add_previews_parser, add_xyz_parser
     add_xyz_parser(sub)
     add_previews_parser(sub)
+    from .cli_epochs import add_epochs_parser
+    add_epochs_parser(sub)
     from .samplers_cli import add_samplers_parser
     add_samplers_parser(sub)
     from .cli_upscale import add_upscale_parser

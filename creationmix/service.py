@@ -116,12 +116,26 @@ class Service:
 
     def list_loras(self) -> list[LoraCard]:
         from .lora.library import LoraLibrary
+        library = LoraLibrary(self.folders.lora_dirs)
+        # A kohya series is one card (its final file, else its last epoch) listing the other epochs.
+        shown, hidden = {}, set()
+        for s in library.series():
+            head = s.final or s.epochs[-1]
+            shown[head.path] = tuple(e.name for e in s.epochs if e is not head)
+            hidden |= {e.path for e in s.epochs if e is not head}
         cards = []
-        for info in LoraLibrary(self.folders.lora_dirs).scan():
+        for info in library.items:
+            if info.path in hidden:
+                continue
             cards.append(LoraCard(name=info.name, preferred_weight=info.preferred_weight,
                                   trigger_tags=tuple(info.trigger_tags[:8]), base_model=info.base_model or "",
-                                  preview=info.preview, error=info.error))
+                                  preview=info.preview, error=info.error, epochs=shown.get(info.path, ())))
         return cards
+
+    def list_lora_series(self) -> list:
+        from .epochs.service import series_cards
+        from .lora.library import LoraLibrary
+        return series_cards(LoraLibrary(self.folders.lora_dirs))
 
     # -- presets and metadata -------------------------------------------------------------------------------
     def _presets(self):
@@ -201,6 +215,17 @@ class Service:
                                      append_triggers=append_triggers, overrides=overrides, progress=progress,
                                      control=control, lora_dir=lora_dir, missing_only=missing_only,
                                      sheet_dir=sheet_dir)
+
+    def run_epoch_grid(self, series: str, *, prompts_file: Path | None = None, prompts_text: str | None = None,
+                       prompts_format: str = "txt", preset_id: str | None = None, strengths=(0.6, 0.8, 1.0),
+                       seeds: int = 1, epochs=None, overrides: dict | None = None, publish=None, force: bool = False,
+                       preview_name: str = "preview", out_dir: Path | None = None, progress=None,
+                       control: Control | None = None):
+        from .epochs.service import service_epoch_grid
+        return service_epoch_grid(self, series, prompts_file=prompts_file, prompts_text=prompts_text,
+                                  prompts_format=prompts_format, preset_id=preset_id, strengths=strengths,
+                                  seeds=seeds, epochs=epochs, overrides=overrides, publish=publish, force=force,
+                                  preview_name=preview_name, out_dir=out_dir, progress=progress, control=control)
 
     # -- X/Y/Z plots (the CLI plans them; the UI uses run_strength_sweep) -------------------------------------
     def plot_checks(self) -> dict:

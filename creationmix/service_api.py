@@ -22,6 +22,18 @@ class LoraCard:
     base_model: str = ""
     preview: Path | None = None
     error: str | None = None
+    epochs: tuple[str, ...] = ()  # a kohya series shown as this one card: its other epochs' names, in order
+
+
+@dataclass(frozen=True)
+class SeriesCard:
+    """A kohya training run (<name>-000001 ... <name>) for the LoRA epochs tab."""
+    name: str
+    epochs: tuple[str, ...]  # LoRA names, by epoch, the final file last
+    labels: tuple[str, ...]  # `epoch 3 (1200 steps)`, `final: epoch 10 (4000 steps)`
+    keys: tuple[str, ...]  # what publish takes for each: `3`, `final`
+    preview: Path | None = None
+    folder: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -59,3 +71,10 @@ class ServiceAPI(Protocol):
                           progress: Callable[[JobProgress], None] | None = None, control: Control | None = None,
                           lora_dir: Path | None = None, missing_only: bool = False,
                           sheet_dir: Path | None = None) -> Any: ...  # previews.job.PreviewReport
+    def list_lora_series(self) -> list[SeriesCard]: ...
+    def run_epoch_grid(self, series: str, *, prompts_file: Path | None = None, prompts_text: str | None = None,
+                       prompts_format: str = "txt", preset_id: str | None = None, strengths: Any = (0.6, 0.8, 1.0),
+                       seeds: int = 1, epochs: Any = None, overrides: dict[str, Any] | None = None,
+                       publish: Any = None, force: bool = False, preview_name: str = "preview",
+                       out_dir: Path | None = None, progress: Callable[[JobProgress], None] | None = None,
+                       control: Control | None = None) -> Any: ...  # epochs.job.EpochGridResult (.files)

@@ -246,6 +246,67 @@ class FakeService:
         return write_contact_sheet(report, Path(sheet_dir or self.folders.outputs_dir / "lora-previews"))
 
 
+    # -- LoRA epochs: one fake kohya run, rendered by the fake generate() --------------------------------------
+    SERIES = "paper_run"
+
+    def _series(self):
+        from creationmix.lora.library import LoraInfo
+        from creationmix.lora.series import group_series
+        folder = self.folders.lora_dirs[0]
+        infos = [LoraInfo(path=folder / f"{self.SERIES}{suffix}.safetensors", name=f"{self.SERIES}{suffix}",
+                          rel=f"{self.SERIES}{suffix}", metadata={"ss_epoch": str(n), "ss_steps": str(n * 100)})
+                 for n, suffix in ((1, "-000001"), (2, "-000002"), (3, ""))]
+        return group_series(infos)[0]
+
+    def list_lora_series(self):
+        from creationmix.epochs.service import series_cards
+
+        class _Lib:
+            def series(_self):
+                return [self._series()]
+        return series_cards(_Lib())
+
+    def run_epoch_grid(self, series, *, prompts_file=None, prompts_text=None, prompts_format="txt", preset_id=None,
+                       strengths=(0.6, 0.8, 1.0), seeds=1, epochs=None, overrides=None, publish=None, force=False,
+                       preview_name="preview", out_dir=None, progress=None, control=None):
+        from creationmix.epochs.job import plan_epoch_grid, run_epoch_grid
+        from creationmix.epochs.prompts import SamplePrompt, load_prompt_file, parse_prompt_text
+        from creationmix.epochs.publish import publish as publish_cell
+        from creationmix.epochs.service import PublishSpec
+        from creationmix.errors import LoraError
+        from creationmix.lora.tags import extract_lora_tags
+        s = self._series()
+        if series != s.name:
+            raise LoraError(f"LoRA {series!r} is not part of a kohya epoch series; series found: {s.name}")
+        warnings: list[str] = []
+        if prompts_text is not None or prompts_file is not None:
+            pf = (parse_prompt_text(prompts_text, f"prompts.{prompts_format}") if prompts_text is not None
+                  else load_prompt_file(prompts_file))
+            prompts, warnings = pf.prompts, pf.warnings
+        elif preset_id is not None:
+            card = next((c for c in self.presets if c.id == preset_id), None)
+            if card is None:
+                raise PresetError(f"unknown preset {preset_id!r}")
+            p = card.params
+            prompts = [SamplePrompt(0, extract_lora_tags(p.prompt)[0].strip(), p.negative_prompt, p.width, p.height,
+                                    p.seed, p.steps, p.cfg_scale, p.sampler)]
+        else:
+            raise InvalidParameter("give a prompt file or a preset card")
+        spec = PublishSpec.parse(publish) if publish is not None else None
+        values = list(strengths) if not isinstance(strengths, str) else strengths
+        plan = plan_epoch_grid(s, prompts, strengths=values, seeds=seeds, epochs=epochs, overrides=overrides,
+                               out_dir=Path(out_dir or self.folders.outputs_dir / "lora-epochs"))
+        result = run_epoch_grid(_FakeEngine(self), plan, progress=progress, control=control)
+        result.warnings = warnings + result.warnings
+        if spec is not None:
+            grid = plan.prompts[0]
+            cell = grid.cell(s.find(spec.epoch), round(spec.strength, 4), grid.seeds[0])
+            if cell is None:
+                raise InvalidParameter(f"publish {spec.epoch}:{spec.strength:g}: not a cell of this grid")
+            result.published = publish_cell(cell, s, force=force, preview_name=preview_name)
+        return result
+
+
 def _known(name: str, known: set[str]) -> str:
     if name not in known:
         raise InvalidParameter(f"LoRA {name!r} not found; available: {', '.join(sorted(known))}")

@@ -100,6 +100,7 @@ class LoraInfo:
     negative_text: str = ""
     sidecar_sd_version: str | None = None
     preview: Path | None = None
+    civitai_words: tuple[str, ...] = ()  # Civitai-Helper's <stem>.civitai.info "trainedWords" (read, never written)
     error: str | None = None  # set when the file is unreadable; applying it raises LoraError with this text
     _hash: str | None = field(default=None, repr=False)
 
@@ -110,6 +111,16 @@ class LoraInfo:
     @property
     def output_name(self) -> str | None:
         return self.metadata.get("ss_output_name") or None
+
+    @property
+    def epoch(self) -> int | None:
+        """kohya's ss_epoch: the epoch this file was saved at (the final file: the last epoch)."""
+        return _int(self.metadata.get("ss_epoch"))
+
+    @property
+    def steps(self) -> int | None:
+        """kohya's ss_steps: training steps done when this file was saved."""
+        return _int(self.metadata.get("ss_steps"))
 
     @property
     def network_dim(self) -> int | None:
@@ -188,6 +199,20 @@ def _read_sidecar(info: LoraInfo) -> None:
     info.sidecar_sd_version = str(data["sd version"]) if data.get("sd version") else None
 
 
+def _read_civitai_info(info: LoraInfo) -> None:
+    side = info.path.with_name(info.path.stem + ".civitai.info")
+    if not side.is_file():
+        return
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        log.warning("ignoring unreadable Civitai-Helper file %s: %s", side, e)
+        return
+    words = data.get("trainedWords") if isinstance(data, dict) else None
+    if isinstance(words, list):
+        info.civitai_words = tuple(str(w).strip() for w in words if isinstance(w, str) and w.strip())
+
+
 def _find_preview(path: Path) -> Path | None:
     for suffix in (".preview.png", ".png", ".preview.jpg", ".jpg", ".preview.jpeg", ".jpeg", ".preview.webp", ".webp"):
         cand = path.with_name(path.stem + suffix)
@@ -215,6 +240,7 @@ def read_lora_info(path: Path, name: str, rel: str) -> LoraInfo:
         except LoraError as e:
             info.error = str(e)
     _read_sidecar(info)
+    _read_civitai_info(info)
     info.preview = _find_preview(path)
     return info
 
@@ -272,6 +298,11 @@ class LoraLibrary:
 
     def names(self) -> list[str]:
         return [i.name for i in self.items]
+
+    def series(self) -> list:
+        """kohya epoch series among the listed files (lora.series.LoraSeries), without rescanning."""
+        from .series import group_series
+        return group_series(self.items)
 
     def __iter__(self):
         return iter(self.items)

@@ -101,6 +101,9 @@ class Studio:
                 with gr.Tab("LoRA previews", id="previews", elem_id="cm_tab_previews"):
                     from .previews_tab import PreviewsTab
                     PreviewsTab(svc, allow=self.allow).build()
+                with gr.Tab("LoRA epochs", id="epochs", elem_id="cm_tab_epochs"):
+                    from .epochs_tab import EpochsTab
+                    EpochsTab(svc, allow=self.allow).build()
             self._wire()
         return demo
 
