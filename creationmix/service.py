@@ -49,10 +49,10 @@ class Service:
 
     # -- models ---------------------------------------------------------------------------------------------
     def _build_demo(self) -> None:
-        from .models.tiny import write_tiny_checkpoint
+        from .models.demo import write_demo_checkpoint  # torch-free: the page must not wait for the model stack
         path = self.folders.checkpoint_dirs[0] / DEMO_NAME
         if not path.exists():
-            write_tiny_checkpoint(path)
+            write_demo_checkpoint(path)
         self._demo = True
 
     @property
