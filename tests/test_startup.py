@@ -72,3 +72,16 @@ def test_light_commands_demo_build_and_ui_page_import_no_torch(tmp_path):
                        timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "HEAVY []" in r.stdout, r.stdout[-2000:]
+
+
+def test_background_warm_up_loads_the_model_and_generate_waits_for_it(folders):
+    from creationmix.params import GenerationParams
+    from creationmix.service import Service
+
+    svc = Service(folders, device="cpu")
+    assert not svc.model_ready()
+    t = svc.warm_up_in_background()
+    res = svc.generate(GenerationParams(prompt="x", steps=1, width=64, height=64, seed=3))  # waits on the lock
+    t.join(60)
+    assert svc.model_ready() and res.paths[0].is_file()
+    assert svc.engine.model.name == "tiny.safetensors"
