@@ -11,7 +11,7 @@ setup(
     package_dir={"creationmix._presets": "presets"},
     package_data={
         "creationmix._presets": ["*.toml", "*.png", "*.jpg", "*.webp", "*.md"],
-        "creationmix.resources": ["sd15/*.json", "sd15/*/*.json", "sd15/*/*.txt"],
+        "creationmix.resources": ["demo/*.json", "sd15/*.json", "sd15/*/*.json", "sd15/*/*.txt"],
     },
     include_package_data=False,
 )

@@ -147,6 +147,15 @@ class Engine:
         self.loras = LoraManager(model.pipe, self.lora_library)
         return model
 
+    def warm_up(self, checkpoint: str | None = None) -> None:
+        """Load the model a request without a checkpoint would get; a generate() meanwhile waits for it."""
+        with self._lock:
+            self.load(checkpoint)
+
+    @property
+    def ready(self) -> bool:
+        return self.model is not None
+
     # -- generation ----------------------------------------------------------------------------------------
     def generate(self, params: GenerationParams, *, progress: Callable[[ProgressEvent], None] | None = None,
                  control: Control | None = None, save: bool = True, preview_every: int = 0,

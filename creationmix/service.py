@@ -50,10 +50,10 @@ class Service:
 
     # -- models ---------------------------------------------------------------------------------------------
     def _build_demo(self) -> None:
-        from .models.tiny import write_tiny_checkpoint
+        from .models.demo import write_demo_checkpoint  # torch-free: the page must not wait for the model stack
         path = self.folders.checkpoint_dirs[0] / DEMO_NAME
         if not path.exists():
-            write_tiny_checkpoint(path)
+            write_demo_checkpoint(path)
         self._demo = True
 
     @property
@@ -66,6 +66,23 @@ class Service:
                 self._engine = Engine(self.folders, device=self.device, precision=self.precision,
                                       tiled_vae=self.tiled_vae, default_checkpoint=self._selected)
             return self._engine
+
+    def warm_up_in_background(self) -> threading.Thread:
+        """Import the model stack and load the default checkpoint off the caller's thread, so the UI page is
+        served first; the first generate() waits for it (the engine's lock). Failures are only logged here:
+        the first generate() meets the same error and reports it."""
+        def run():
+            try:
+                self.engine.warm_up()
+            except Exception as e:  # noqa: BLE001  (a background warm-up must never kill the process)
+                log.warning("model warm-up failed: %s", e)
+        t = threading.Thread(target=run, name="engine-warm-up", daemon=True)
+        t.start()
+        return t
+
+    def model_ready(self) -> bool:
+        """False while the model is still loading (the UI shows "loading model")."""
+        return self._engine is not None and self._engine.ready
 
     # -- the selected checkpoint ------------------------------------------------------------------------------
     def selected_checkpoint(self) -> str | None:

@@ -189,3 +189,15 @@ def write_tiny_vae(path, *, seed: int = 1, layout: str = "ldm", prefix: str = ""
 
 __all__ = ["tiny_components", "write_tiny_checkpoint", "write_tiny_vae", "write_config_folder", "config_dir_for",
            "save_state_dict", "TINY_UNET_CONFIG", "TINY_VAE_CONFIG", "TINY_TEXT_CONFIG", "RESOURCES"]
+
+
+def demo_manifest() -> dict:
+    """What models/demo.py writes without torch: LDM keys -> shapes, and the config sidecar's files."""
+    import tempfile
+    comps = tiny_components(0)
+    sd = pipeline_to_ldm(comps["unet"], comps["vae"], comps["text_encoder"])
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_config_folder(Path(tmp) / "c", comps)
+        configs = {p.relative_to(folder).as_posix(): p.read_text(encoding="utf-8")
+                   for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {"tensors": {k: list(v.shape) for k, v in sd.items()}, "configs": configs}

@@ -330,6 +330,8 @@ class Studio:
         control = Control()
         self._controls[session] = control
         last_preview = 0.0
+        if not getattr(self.service, "model_ready", lambda: True)():  # the background warm-up is still running
+            progress(0, desc="Loading model…")
         try:
             events = h.stream_generation(self.service, params, control)
             with h.user_errors():

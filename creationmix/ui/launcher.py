@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None, service_factory=None) -> int:
                   show_error=True, ssr_mode=False, quiet=True, css=CSS, head=HEAD)
     print(f"CreationMix running on http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
           + (" (listening on all interfaces)" if args.listen else ""), flush=True)
+    if hasattr(service, "warm_up_in_background"):  # the page is up: now pay for torch and the model
+        service.warm_up_in_background()
     if args.share:
         try_share(blocks, host, port)
     try:
