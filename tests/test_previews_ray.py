@@ -5,11 +5,11 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -r requirements-ray.txt)")
 
-from creationmix.engine import Engine  # noqa: E402
+from creationmix.compose import ServiceOptions, build_service  # noqa: E402
 from creationmix.jobs import Control  # noqa: E402
+from creationmix.presets_resolve import load_preset_by_id  # noqa: E402
 from creationmix.previews.job import run_previews  # noqa: E402
-from creationmix.previews.ray_runner import RayRenderer  # noqa: E402
-from creationmix.xyz.cli import load_preset_by_id  # noqa: E402
+from creationmix.previews.ray_runner import RayRenderer, RaySettings  # noqa: E402
 from lora_fixtures import kohya_lora, write_garbage, write_lora  # noqa: E402
 
 SMALL = dict(steps=2, width=64, height=64, enable_hires=False, sampler="Euler")
@@ -43,14 +43,18 @@ def _previews(library):
     return {p.relative_to(library).as_posix(): p.read_bytes() for p in sorted(library.rglob("*.preview.png"))}
 
 
+def _service(folders):
+    return build_service(ServiceOptions(data_dir=folders.data_dir, device="cpu", precision="fp32"))
+
+
 def _run(folders, preset, renderer=None, **kw):
-    engine = None if renderer is not None else Engine(folders, device="cpu", precision="fp32")
+    engine = None if renderer is not None else _service(folders).engine
     return run_previews(engine, preset, overrides=SMALL, renderer=renderer,
                         sheet_dir=folders.outputs_dir / "lora-previews", **kw)
 
 
 def _ray(folders, **kw):
-    return RayRenderer(folders, cpu_workers=2, device="cpu", precision="fp32", **kw)
+    return RayRenderer(_service(folders), RaySettings(cpu_workers=2, **kw))
 
 
 def test_ray_previews_equal_local_run_bit_for_bit(folders, preset, library, tmp_path):
@@ -73,12 +77,11 @@ def test_ray_previews_equal_local_run_bit_for_bit(folders, preset, library, tmp_
 
 
 def test_models_shipped_without_shared_folders(folders, preset, library):
-    ckpt = folders.list_checkpoints()[0]
     local = _run(folders, preset, names=["l1", "l2"])
     expected = _previews(library)
     for p in library.rglob("*.preview.png"):
         p.unlink()
-    report = _run(folders, preset, _ray(folders, shared_models=False, checkpoint=ckpt), names=["l1", "l2"])
+    report = _run(folders, preset, _ray(folders, shared_models=False), names=["l1", "l2"])
     assert len(report.done) == 2 == len(local.done), report.summary()
     assert _previews(library) == expected
 
@@ -118,12 +121,17 @@ def test_interrupt_stops_workers_and_keeps_finished(folders, preset, library):
     assert ray.is_initialized()  # the renderer did not start this cluster, so it leaves it running
 
 
-def test_renderer_starts_and_stops_its_own_local_cluster(folders, preset, library):
+def test_cli_previews_on_its_own_local_cluster(folders, library, capsys):
+    from creationmix import cli
     ray.shutdown()
     try:
-        report = _run(folders, preset, _ray(folders), names=["l1"])
-        assert [o.status for o in report.outcomes] == ["done"]
-        assert not ray.is_initialized()
+        code = cli.main(["previews", "--ray", "--ray-cpu-workers", "2", "--data-dir", str(folders.data_dir),
+                         "--device", "cpu", "--precision", "fp32", "--steps", "2", "--width", "64", "--height", "64",
+                         "--no-hires", "--sampler", "Euler", "--lora", "l1", "--lora", "l2", "--no-progress"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert str(library / "l1.preview.png") in out.split() and str(library / "l2.preview.png") in out.split()
+        assert not ray.is_initialized()  # the job started its own cluster and stopped it
     finally:
         from creationmix.previews.ray_runner import local_ray_init_kwargs
         ray.init(**local_ray_init_kwargs(2))

@@ -14,6 +14,7 @@ flight and kills the actors; finished previews stay.
 """
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from dataclasses import dataclass
@@ -22,7 +23,6 @@ from typing import Any
 
 from ..errors import CreationMixError, InvalidParameter
 from ..jobs import Control
-from ..paths import Folders
 from .job import STOP, Rendered
 
 MAX_ATTEMPTS = 3
@@ -39,17 +39,6 @@ def import_ray():
 
 class RayWorkerError(CreationMixError):
     """A LoRA could not be rendered because its workers kept dying (not the LoRA's fault as far as we know)."""
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    """What a worker needs to build its engine: device/precision, and either the driver's folders (shared) or
-    the model files' bytes (object refs) to lay out in a private data dir."""
-    device: str = "cpu"
-    precision: str | None = None
-    data_dir: str | None = None  # shared: the driver's data dir ...
-    a1111_dir: str | None = None  # ... and A1111 install
-    torch_threads: int = 0  # 0: torch's default
 
 
 def model_bundle(folders, checkpoint: Path, vae: Path | None) -> dict[str, bytes]:
@@ -74,40 +63,45 @@ def model_bundle(folders, checkpoint: Path, vae: Path | None) -> dict[str, bytes
     return files
 
 
-@dataclass(frozen=True)
-class _WorkerFolders(Folders):
-    """The worker's model folders with its private LoRA folder as the only one: it renders what it was handed."""
-    lora_root: Path | None = None
-
-    @property
-    def lora_dirs(self) -> list[Path]:
-        return [Path(self.lora_root)]
+def worker_options(service, *, device: str):
+    """ServiceOptions that rebuild the driver's service on a worker: the same folders, and the checkpoint (and
+    operator VAE) a request without one gets on the driver, as files, so every worker renders with that model."""
+    from ..compose import ServiceOptions
+    folders = service.folders
+    vae_files = getattr(folders, "vae_files", ())
+    return ServiceOptions(data_dir=Path(folders.data_dir).resolve(),
+                          a1111_dir=Path(folders.a1111_dir).resolve() if folders.a1111_dir else None,
+                          device=device, precision=service.precision, tiled_vae=service.tiled_vae,
+                          checkpoint=Path(service.engine.checkpoint_path(None)).resolve(),
+                          vae=Path(vae_files[0]).resolve() if len(vae_files) == 1 else None)
 
 
 class PreviewWorker:
-    """Ray actor body (wrapped with ray.remote at run time, so importing this module needs no Ray)."""
+    """Ray actor body (wrapped with ray.remote at run time, so importing this module needs no Ray).
 
-    def __init__(self, config: WorkerConfig, worker_id: str, bundle: dict[str, bytes] | None = None):
+    Builds its service through the composition root from the driver's options: the same checkpoint, VAE and
+    folders (shared), or a private data dir laid out from the shipped bundle; its own LoRA folder, searched
+    first, holds the LoRA it was handed."""
+
+    def __init__(self, options, worker_id: str, bundle: dict[str, bytes] | None = None, torch_threads: int = 0):
+        import dataclasses
+
+        from ..compose import build_service
         self.id = worker_id
-        self.private = Path(tempfile.mkdtemp(prefix="creationmix-worker-"))
-        if config.torch_threads:
+        private = Path(tempfile.mkdtemp(prefix="creationmix-worker-"))
+        if torch_threads:
             import torch
-            torch.set_num_threads(config.torch_threads)
+            torch.set_num_threads(torch_threads)
         if bundle is not None:  # not shared: {relative path: bytes} of models/ and embeddings/
-            data = self.private / "data"
+            data = private / "data"
             for rel, blob in bundle.items():
                 dest = data / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(blob)
-            base = Folders(data)
-        else:
-            base = Folders(Path(config.data_dir), Path(config.a1111_dir) if config.a1111_dir else None)
-        # LoRAs arrive as bytes: this worker's LoRA folder holds what it was handed, under the names the prompts use.
-        self.lora_dir = self.private / "Lora"
+            options = dataclasses.replace(options, data_dir=data, a1111_dir=None)
+        self.lora_dir = private / "Lora"
         self.lora_dir.mkdir()
-        self.folders = _WorkerFolders(base.data_dir, base.a1111_dir, lora_root=self.lora_dir)
-        from ..engine import Engine
-        self.engine = Engine(self.folders, device=config.device, precision=config.precision)
+        self.engine = build_service(dataclasses.replace(options, lora_dir=self.lora_dir)).engine
 
     def ping(self) -> str:
         return self.id
@@ -142,21 +136,28 @@ def local_ray_init_kwargs(cpu_workers: int) -> dict:
                 configure_logging=False, logging_level="ERROR")
 
 
-class RayRenderer:
-    """A `previews.job` renderer that spreads the LoRAs over Ray actors.
+@dataclass(frozen=True)
+class RaySettings:
+    """How to run a previews job on Ray. `address`: None starts a local Ray sized for the workers; "auto" or
+    "ray://host:port" joins a cluster. `cpu_workers`: CPU actors (tests, GPU-less boxes); 0 means one actor per
+    GPU of the cluster. `shared_models`: the workers see the driver's model folders at the same paths (a local
+    cluster, a shared filesystem); otherwise the model files travel through Ray's object store."""
+    address: str | None = None
+    cpu_workers: int = 0
+    shared_models: bool = True
+    torch_threads: int = 0  # 0: the driver's count for CPU workers (identical pixels), torch's default on GPUs
 
-    `address`: None starts a local Ray sized for the workers; "auto" or "ray://host:port" joins a cluster.
-    `cpu_workers`: CPU actors (tests, GPU-less boxes); 0 means one actor per GPU of the cluster."""
+
+class RayRenderer:
+    """A `previews.job` renderer that spreads the LoRAs over Ray actors built from the driver's service."""
 
     name = "ray"
 
-    def __init__(self, engine_folders, *, address: str | None = None, cpu_workers: int = 0,
-                 device: str | None = None, precision: str | None = None, shared_models: bool = True,
-                 checkpoint: Path | None = None, vae: Path | None = None, torch_threads: int = 0):
-        from ..lora.library import LoraLibrary
+    def __init__(self, service, settings: RaySettings = RaySettings()):
         self.ray = import_ray()
-        self.folders = engine_folders
-        self.lora_library = LoraLibrary(engine_folders.lora_dirs)
+        self.folders = service.folders
+        self.lora_library = service.engine.lora_library
+        address, cpu_workers, torch_threads = settings.address, settings.cpu_workers, settings.torch_threads
         self._started_ray = False
         if not self.ray.is_initialized():
             if address is None:
@@ -166,9 +167,9 @@ class RayRenderer:
             self._started_ray = True
         gpus = int(self.ray.cluster_resources().get("GPU", 0))
         if cpu_workers:
-            count, options, dev = cpu_workers, {"num_cpus": 1}, "cpu"
+            count, actor_options, dev = cpu_workers, {"num_cpus": 1}, "cpu"
         elif gpus:
-            count, options, dev = gpus, {"num_gpus": 1, "num_cpus": 0}, "cuda"
+            count, actor_options, dev = gpus, {"num_gpus": 1, "num_cpus": 0}, "cuda"
         else:
             raise InvalidParameter("the Ray cluster has no GPU; use --ray-cpu-workers N to render on CPUs")
         if not torch_threads and dev == "cpu":
@@ -176,19 +177,17 @@ class RayRenderer:
             # count, which moves a pixel here and there. The driver's count keeps the files identical.
             import torch
             torch_threads = torch.get_num_threads()
+        options = worker_options(service, device=service.device or dev)
         bundle = None
-        if not shared_models:
-            if checkpoint is None:
-                raise InvalidParameter("a Ray run without shared model folders needs the checkpoint to ship")
-            bundle = self.ray.put(model_bundle(engine_folders, checkpoint, vae))
-        config = WorkerConfig(device=device or dev, precision=precision,
-                              data_dir=None if bundle is not None else str(Path(engine_folders.data_dir).resolve()),
-                              a1111_dir=(str(engine_folders.a1111_dir) if engine_folders.a1111_dir and bundle is None
-                                         else None),
-                              torch_threads=torch_threads)
-        actor_cls = self.ray.remote(max_restarts=0, max_task_retries=0)(PreviewWorker).options(**options)
+        if not settings.shared_models:
+            bundle = self.ray.put(model_bundle(self.folders, Path(options.checkpoint),
+                                               options.vae if isinstance(options.vae, Path) else None))
+            options = dataclasses.replace(options, checkpoint=Path(options.checkpoint).name,
+                                          vae=options.vae.name if isinstance(options.vae, Path) else options.vae)
+        actor_cls = self.ray.remote(max_restarts=0, max_task_retries=0)(PreviewWorker).options(**actor_options)
         # The bundle goes as a top-level argument: Ray resolves those refs, not refs nested in a dataclass.
-        self.actors = {f"worker-{i}": actor_cls.remote(config, f"worker-{i}", bundle) for i in range(count)}
+        self.actors = {f"worker-{i}": actor_cls.remote(options, f"worker-{i}", bundle, torch_threads)
+                       for i in range(count)}
         try:
             self.ray.get([a.ping.remote() for a in self.actors.values()])
         except self.ray.exceptions.RayError as e:

@@ -96,17 +96,18 @@ class Studio:
                     self._generate_tab(d, checkpoints)
                 with gr.Tab("PNG Info", id="pnginfo", elem_id="cm_tab_pnginfo"):
                     self._pnginfo_tab()
-                if hasattr(svc, "run_lora_previews"):  # the fake service of the handler tests has no engine jobs
-                    with gr.Tab("LoRA previews", id="previews", elem_id="cm_tab_previews"):
-                        from .previews_tab import PreviewsTab
-                        PreviewsTab(svc, allow=self.allow).build()
+                with gr.Tab("LoRA previews", id="previews", elem_id="cm_tab_previews"):
+                    from .previews_tab import PreviewsTab
+                    PreviewsTab(svc, allow=self.allow).build()
             self._wire()
         return demo
 
     def _generate_tab(self, d: GenerationParams, checkpoints: list[str]) -> None:
         f = self.f
         with gr.Row(equal_height=True):
-            f["checkpoint"] = gr.Dropdown(checkpoints, value=checkpoints[0] if checkpoints else None,
+            selected = self.service.selected_checkpoint()
+            first = selected if selected in checkpoints else (checkpoints[0] if checkpoints else None)
+            f["checkpoint"] = gr.Dropdown(checkpoints, value=first,
                                           label="Stable Diffusion checkpoint", elem_id="cm_checkpoint", scale=4)
             self.refresh_ckpt = gr.Button("🔄", elem_classes="cm-tool", elem_id="cm_refresh_checkpoint", scale=0)
             f["vae"] = gr.Dropdown(self._vae_choices(), value=d.vae, label="SD VAE", elem_id="cm_vae", scale=3)
