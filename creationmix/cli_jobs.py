@@ -111,6 +111,7 @@ def cmd_previews(args) -> int:
     from .compose import folder_option
     from .paths import Folders
 
+    ray = _ray_settings(args)  # before anything is built or drawn: a missing Ray is one error line
     resolve_file_args(args)
     lora_dir = folder_option(args.lora_dir, "--lora-dir", Folders(args.data_dir, args.a1111_dir).lora_dirs)
     service = _service(args, lora_dir=lora_dir)
@@ -122,7 +123,7 @@ def cmd_previews(args) -> int:
                                            missing_only=args.missing_only, overwrite=args.overwrite,
                                            append_triggers=args.triggers, overrides=overrides,
                                            sheet_dir=args.sheet_dir and Path(args.sheet_dir).expanduser(),
-                                           progress=progress)
+                                           progress=progress, ray=ray)
     finally:
         close()
     for path in report.written:
@@ -156,7 +157,27 @@ def add_previews_parser(sub) -> argparse.ArgumentParser:
             p.add_argument(flag, dest=field, type=typ, default=None, help=argparse.SUPPRESS)
     p.add_argument("--hires", dest="enable_hires", action="store_true", default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-hires", dest="enable_hires", action="store_false", help=argparse.SUPPRESS)
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="render on a Ray cluster: 'auto', 'ray://host:port', or no value for a local Ray "
+                        "with this machine's devices (pip install 'creationmix[ray]')")
+    p.add_argument("--ray-cpu-workers", type=int, default=0, metavar="N",
+                   help="N CPU workers instead of one per GPU (GPU-less boxes, tests)")
+    p.add_argument("--ray-ship-models", action="store_true",
+                   help="send the checkpoint, VAE and embeddings to the workers (no shared filesystem)")
     add_folder_args(p)
     add_device_args(p)
     p.set_defaults(func=cmd_previews)
     return p
+
+
+def _ray_settings(args):
+    if args.ray is None:
+        if args.ray_cpu_workers or args.ray_ship_models:
+            raise InvalidParameter("--ray-cpu-workers and --ray-ship-models need --ray")
+        return None
+    from .previews.ray_runner import RaySettings, import_ray
+    import_ray()  # says how to install Ray before any work starts
+    if args.ray_cpu_workers < 0:
+        raise InvalidParameter(f"--ray-cpu-workers must be 0 or more, got {args.ray_cpu_workers}")
+    return RaySettings(address=None if args.ray == "local" else args.ray, cpu_workers=args.ray_cpu_workers,
+                       shared_models=not args.ray_ship_models)

@@ -226,12 +226,12 @@ class Service:
     def run_lora_previews(self, preset_id: str, *, names=None, overwrite: bool = False,
                           append_triggers: bool = False, overrides: dict | None = None, progress=None,
                           control: Control | None = None, lora_dir: Path | None = None,
-                          missing_only: bool = False, sheet_dir: Path | None = None):
+                          missing_only: bool = False, sheet_dir: Path | None = None, ray=None):
         from .previews.job import service_lora_previews
         return service_lora_previews(self, preset_id, names=names, overwrite=overwrite,
                                      append_triggers=append_triggers, overrides=overrides, progress=progress,
                                      control=control, lora_dir=lora_dir, missing_only=missing_only,
-                                     sheet_dir=sheet_dir)
+                                     sheet_dir=sheet_dir, ray=ray)
 
     def run_epoch_grid(self, series: str, *, prompts_file: Path | None = None, prompts_text: str | None = None,
                        prompts_format: str = "txt", preset_id: str | None = None, strengths=(0.6, 0.8, 1.0),

@@ -70,7 +70,8 @@ class ServiceAPI(Protocol):
                           append_triggers: bool = False, overrides: dict[str, Any] | None = None,
                           progress: Callable[[JobProgress], None] | None = None, control: Control | None = None,
                           lora_dir: Path | None = None, missing_only: bool = False,
-                          sheet_dir: Path | None = None) -> Any: ...  # previews.job.PreviewReport
+                          sheet_dir: Path | None = None,
+                          ray: Any = None) -> Any: ...  # previews.job.PreviewReport; ray: ray_runner.RaySettings
     def list_lora_series(self) -> list[SeriesCard]: ...
     def run_epoch_grid(self, series: str, *, prompts_file: Path | None = None, prompts_text: str | None = None,
                        prompts_format: str = "txt", preset_id: str | None = None, strengths: Any = (0.6, 0.8, 1.0),

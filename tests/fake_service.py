@@ -228,7 +228,7 @@ class FakeService:
         return run_plot(_FakeEngine(self), plan, progress=progress, control=control)
 
     def run_lora_previews(self, preset_id, *, names=None, overwrite=False, append_triggers=False, overrides=None,
-                          progress=None, control=None, lora_dir=None, missing_only=False, sheet_dir=None):
+                          progress=None, control=None, lora_dir=None, missing_only=False, sheet_dir=None, ray=None):
         from creationmix.previews.job import PreviewOutcome, PreviewReport, write_contact_sheet
         if not any(c.id == preset_id for c in self.presets):
             raise PresetError(f"unknown preset {preset_id!r}")

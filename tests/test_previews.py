@@ -162,3 +162,14 @@ def test_cli_previews_all_done_is_silent_on_stderr(folders, library, capsys):
                "--steps", "1", "--width", "64", "--height", "64", "--no-hires", "--lora", "alpha", "--no-progress"])
     out, err = capsys.readouterr()
     assert rc == 0 and err == "" and str(library / "alpha.preview.png") in out.split()
+
+
+def test_ray_switch_without_ray_says_how_to_install(folders, capsys, monkeypatch):
+    import sys
+
+    from creationmix.cli import main
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an install without the [ray] extra looks like
+    code = main(["previews", "--ray", "--data-dir", str(folders.data_dir), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code != 0 and len(err.strip().splitlines()) == 1
+    assert "pip install 'creationmix[ray]'" in err

@@ -42,6 +42,7 @@ class PreviewOutcome:
     weight: float | None = None
     reason: str = ""
     seconds: float = 0.0
+    worker: str = ""  # which renderer made it (a Ray worker's id on a cluster)
     warnings: list[str] = field(default_factory=list)  # e.g. LoRA layers this checkpoint lacks
 
 
@@ -83,6 +84,14 @@ class PreviewReport:
             lines.append(f"  failed  {o.name}: {o.reason}")
         for o in self.outcomes:
             lines += [f"  warning {o.name}: {w}" for w in o.warnings]
+        workers = sorted({o.worker for o in self.done if o.worker})
+        if len(workers) > 1 or any(w != "local" for w in workers):
+            lines.append("per worker:")
+            for w in workers:
+                mine = [o for o in self.done if o.worker == w]
+                busy = sum(o.seconds for o in mine)
+                rate = 60.0 * len(mine) / busy if busy else 0.0
+                lines.append(f"  {w}: {len(mine)} previews, {rate:.1f} LoRAs/min")
         return "\n".join(lines)
 
 
@@ -159,95 +168,155 @@ def run_previews(engine, preset, *, loras: Sequence | None = None, lora_dir: Pat
                  names: Sequence[str] | None = None, missing_only: bool = False, overwrite: bool = False,
                  append_triggers: bool = False, overrides: dict[str, Any] | None = None,
                  sheet_dir: Path | None = None, progress: Callable[[JobProgress], None] | None = None,
-                 control: Control | None = None) -> PreviewReport:
+                 control: Control | None = None, renderer=None) -> PreviewReport:
     """Render previews for the selection (see select_loras) and write the contact sheet and summary.
 
     `engine` is a creationmix.engine.Engine (its LoRA library decides what names mean); `preset` a presets.Preset
-    with a LoRA slot. Interrupting keeps every finished preview; the sheet and summary are still written."""
+    with a LoRA slot. `renderer` decides where images are made (default: this engine, one after the other; see
+    previews/ray_runner.py for a cluster); planning, the resume rule and every file written stay here, so a
+    distributed run writes the same files as a local one. Interrupting keeps every finished preview; the sheet
+    and summary are still written."""
     if not preset.has_lora_slot:
         raise InvalidParameter(f"preset {preset.id!r} has no LoRA slot (<lora:{{lora}}:{{weight}}>) to render "
                                f"previews with; use a card such as lora-preview")
     control = control or Control()
-    library = engine.lora_library
+    renderer = renderer or LocalRenderer(engine)
+    library = renderer.lora_library
     library.refresh()
     if loras is None:
         loras = select_loras(library, lora_dir=lora_dir, names=names, missing_only=missing_only)
     # Check every card before the first image (a bad override fails the job, not 200 LoRAs one by one).
-    jobs = []
+    tasks: list[PreviewTask] = []
+    outcomes = []
     for info in loras:
         outcome = PreviewOutcome(name=info.name, lora_file=info.path, weight=info.default_weight)
+        outcomes.append(outcome)
         try:
             params = preview_params(preset, info, append_triggers=append_triggers, overrides=overrides)
         except InvalidParameter:
             raise
         except CreationMixError as e:  # e.g. a name the slot cannot hold
             outcome.status, outcome.reason = "failed", str(e)
-            params = None
-        jobs.append((info, params, outcome))
+            continue
+        tasks.append(PreviewTask(info, params, outcome, preview_path(info.path)))
 
-    report = PreviewReport(outcomes=[o for _, _, o in jobs])
-    total = sum(1 for _, p, _ in jobs if p is not None)
-    done = 0
+    report = PreviewReport(outcomes=outcomes)
+    total = len(tasks)
+    state = {"done": 0, "current": ""}
 
-    def relay(ev: ProgressEvent) -> None:
+    def finished(label: str) -> None:
+        state["done"] += 1
         if progress is not None:
-            progress(JobProgress(done, total, ev, label=current))
+            progress(JobProgress(state["done"], total, label=label))
 
-    current = ""
-    for info, params, outcome in jobs:
-        if params is None:
-            done += 1
-            continue
-        target = preview_path(info.path)
-        current = info.name
-        if target.exists() and not overwrite:
-            outcome.status, outcome.preview = "skipped", target
-            outcome.reason = f"{target.name} exists (use overwrite to render it again)"
-            outcome.weight = _weight_in(target, info.name, outcome.weight)
-            done += 1
-            if progress is not None:
-                progress(JobProgress(done, total, label=current))
-            continue
-        if control.interrupted.is_set():
+    def relay(ev: ProgressEvent, label: str) -> None:
+        if progress is not None:
+            progress(JobProgress(state["done"], total, ev, label=label))
+
+    pending = []
+    for task in tasks:
+        if task.target.exists() and not overwrite:
+            o = task.outcome
+            o.status, o.preview = "skipped", task.target
+            o.reason = f"{task.target.name} exists (use overwrite to render it again)"
+            o.weight = _weight_in(task.target, task.info.name, o.weight)
+            finished(task.info.name)
+        else:
+            pending.append(task)
+
+    for task, res in renderer.render(pending, relay=relay, control=control):
+        if isinstance(res, _Stop):
             report.interrupted = True
             break
-        start = time.perf_counter()
-        try:
-            if info.error:
-                from ..errors import LoraError
-                raise LoraError(info.error)
-            res = engine.generate(params, save=False, progress=relay, control=control)
-        except KeyboardInterrupt:
-            report.interrupted = True
-            break
-        except Interrupted:
-            report.interrupted = True
-            break
-        except CreationMixError as e:  # LoraError (corrupt, LoHa, SDXL ...), PathError: this LoRA only
-            outcome.status, outcome.reason = "failed", str(e)
-            done += 1
-            continue
-        if res.interrupted or not res.images:
-            report.interrupted = bool(res.interrupted) or control.interrupted.is_set()
-            if report.interrupted:
-                break
+        outcome = task.outcome
+        if isinstance(res, CreationMixError):  # LoraError (corrupt, LoHa, SDXL ...), PathError: this LoRA only
+            outcome.status, outcome.reason = "failed", str(res)
+        elif res is None:
             outcome.status, outcome.reason = "skipped", "skipped by the user"
-            done += 1
-            continue
-        report.warnings += [w for w in res.warnings if w not in report.warnings]
-        outcome.warnings = list(res.warnings)
-        if write_png_no_clobber(res.images[0], target, res.infotexts[0], overwrite=overwrite):
-            outcome.status, outcome.preview = "done", target
-        else:  # another run wrote it meanwhile: theirs stays
-            outcome.status, outcome.preview, outcome.reason = "skipped", target, f"{target.name} appeared meanwhile"
-        outcome.seconds = time.perf_counter() - start
-        done += 1
-        if progress is not None:
-            progress(JobProgress(done, total, label=current))
+        else:
+            report.warnings += [w for w in res.warnings if w not in report.warnings]
+            outcome.warnings = list(res.warnings)
+            if write_png_no_clobber(res.image, task.target, res.infotext, overwrite=overwrite):
+                outcome.status, outcome.preview = "done", task.target
+            else:  # another run wrote it meanwhile: theirs stays
+                outcome.status, outcome.preview = "skipped", task.target
+                outcome.reason = f"{task.target.name} appeared meanwhile"
+            outcome.seconds = res.seconds
+            outcome.worker = res.worker
+        finished(task.info.name)
 
     if sheet_dir is not None:
         write_contact_sheet(report, Path(sheet_dir), title=f"LoRA previews — preset {preset.id}")
     return report
+
+
+@dataclass
+class PreviewTask:
+    """One LoRA to render: what the card makes of it and where its preview goes."""
+    info: Any  # lora.library.LoraInfo
+    params: GenerationParams
+    outcome: PreviewOutcome
+    target: Path
+
+
+@dataclass
+class Rendered:
+    """What a renderer hands back for one task: the image and its infotext (the driver writes the file)."""
+    image: Any  # PIL image
+    infotext: str
+    seconds: float = 0.0
+    warnings: tuple[str, ...] = ()
+    worker: str = ""
+
+
+class _Stop:
+    """Yielded by a renderer when the job must stop (interrupt, Ctrl-C): nothing after it is rendered."""
+
+
+STOP = _Stop()
+
+
+class LocalRenderer:
+    """Renders on one engine, one LoRA after the other.
+
+    `render` yields (task, result): a Rendered, a CreationMixError for a LoRA the engine refused, None when the
+    user skipped it, or STOP (then the iteration ends)."""
+
+    name = "local"
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    @property
+    def lora_library(self):
+        return self.engine.lora_library
+
+    def render(self, tasks, *, relay, control: Control):
+        for task in tasks:
+            if control.interrupted.is_set():
+                yield task, STOP
+                return
+            start = time.perf_counter()
+            try:
+                if task.info.error:
+                    from ..errors import LoraError
+                    raise LoraError(task.info.error)
+                res = self.engine.generate(task.params, save=False, control=control,
+                                           progress=lambda ev, label=task.info.name: relay(ev, label))
+            except (KeyboardInterrupt, Interrupted):
+                yield task, STOP
+                return
+            except CreationMixError as e:
+                yield task, e
+                continue
+            if res.interrupted or not res.images:
+                if res.interrupted or control.interrupted.is_set():
+                    yield task, STOP
+                    return
+                yield task, None
+                continue
+            yield task, Rendered(res.images[0], res.infotexts[0], time.perf_counter() - start,
+                                 tuple(res.warnings), self.name)
 
 
 def _weight_in(preview: Path, name: str, default: float | None) -> float | None:
@@ -348,12 +417,17 @@ figcaption{{font-size:13px;word-break:break-all}} figcaption span{{color:#666;di
 def service_lora_previews(service, preset_id: str, *, names: Sequence[str] | None = None, overwrite: bool = False,
                           append_triggers: bool = False, overrides: dict[str, Any] | None = None,
                           progress=None, control: Control | None = None, lora_dir: Path | None = None,
-                          missing_only: bool = False, sheet_dir: Path | None = None) -> PreviewReport:
-    """What `Service.run_lora_previews` delegates to (the UI's LoRA previews tab, the CLI): every LoRA of the
-    configured folders (or of `lora_dir`, or the named ones); contact sheet in outputs/lora-previews/."""
+                          missing_only: bool = False, sheet_dir: Path | None = None, ray=None) -> PreviewReport:
+    """What `Service.run_lora_previews` delegates to (the UI's LoRA previews tab, the CLI, the API): every LoRA of
+    the configured folders (or of `lora_dir`, or the named ones); contact sheet in outputs/lora-previews/.
+    `ray` (a previews.ray_runner.RaySettings) renders on a Ray cluster instead of this process's engine."""
     from ..presets_resolve import load_preset_by_id
     preset = load_preset_by_id(preset_id, service.presets_dir)
-    return run_previews(service.engine, preset, lora_dir=lora_dir, names=names or None, missing_only=missing_only,
+    renderer = None
+    if ray is not None:
+        from .ray_runner import RayRenderer
+        renderer = RayRenderer(service, ray)
+    return run_previews(None if renderer else service.engine, preset, renderer=renderer, lora_dir=lora_dir, names=names or None, missing_only=missing_only,
                         overwrite=overwrite, append_triggers=append_triggers, overrides=dict(overrides or {}),
                         sheet_dir=Path(sheet_dir or Path(service.outputs_dir, "lora-previews")),
                         progress=progress, control=control)
