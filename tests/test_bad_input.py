@@ -1,0 +1,150 @@
+"""Bad input and faults (issue 14): every case is one clear error line, exit code != 0, nothing written."""
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+
+from creationmix import fsio
+from creationmix.cli import main
+from creationmix.errors import CreationMixError, InvalidParameter, LoraError, PathError
+
+SMALL = ["--width", "64", "--height", "64", "--steps", "1"]
+
+
+def cli(capfd, *args):
+    rc = main([str(a) for a in args])
+    out, err = capfd.readouterr()
+    return rc, out, err
+
+
+def one_error_line(rc, out, err, *needles):
+    assert rc != 0 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+def pngs(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.png")) + sorted(folder.rglob("*.tmp")) if folder.exists() else []
+
+
+# -- 1. --params file that is not UTF-8 ---------------------------------------------------------------------------
+@pytest.mark.parametrize("content, offset", [
+    (b"1girl\nSteps: 20, Sampler: Euler a, Seed: 1, Size: 64x64, CFG scale: 7, Model: caf\xe9\n", 81),  # Latin-1
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", 0),  # binary
+])
+def test_params_file_not_utf8_names_file_and_offset(folders, tmp_path, capfd, content, offset):
+    bad = tmp_path / "recipe.txt"
+    bad.write_bytes(content)
+    rc, out, err = cli(capfd, "txt2img", "--data-dir", folders.data_dir, "--params", bad, *SMALL)
+    one_error_line(rc, out, err, str(bad), "not UTF-8", f"byte {offset}")
+    assert pngs(folders.data_dir / "outputs") == []
+
+
+# -- 2. very long checkpoint / VAE / LoRA names -------------------------------------------------------------------
+@pytest.mark.parametrize("flag", ["--checkpoint", "--vae"])
+def test_cli_5000_char_model_name(folders, capfd, flag):
+    rc, out, err = cli(capfd, "txt2img", "--data-dir", folders.data_dir, flag, "x" * 5000, *SMALL)
+    one_error_line(rc, out, err, "name is too long", "5000 characters")
+    assert pngs(folders.data_dir / "outputs") == []
+
+
+@pytest.mark.parametrize("method", ["resolve_checkpoint", "resolve_vae"])
+def test_folder_names_are_bounded(folders, method):
+    with pytest.raises(PathError, match="too long"):
+        getattr(folders, method)("y" * 5000)
+    with pytest.raises(PathError, match="too long"):
+        getattr(folders, method)("sub/" + "z" * 300)
+
+
+def test_lora_name_too_long_is_a_lora_error(folders):
+    from creationmix.lora.library import LoraLibrary
+    with pytest.raises(CreationMixError, match="too long"):
+        LoraLibrary(folders.lora_dirs).resolve("l" * 5000)
+
+
+# -- 3. --out that cannot be written --------------------------------------------------------------------------------
+def test_out_is_a_file(folders, tmp_path, capfd):
+    target = tmp_path / "afile"
+    target.write_bytes(b"keep me")
+    rc, out, err = cli(capfd, "txt2img", "--data-dir", folders.data_dir, "--out", target, *SMALL)
+    one_error_line(rc, out, err, "cannot write PNG to", str(target))
+    assert target.read_bytes() == b"keep me"
+
+
+def test_out_unwritable_dir(folders, tmp_path, capfd):
+    import os
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as root: permissions are not enforced")
+        rc, out, err = cli(capfd, "txt2img", "--data-dir", folders.data_dir, "--out", ro, *SMALL)
+        one_error_line(rc, out, err, "cannot write PNG to", str(ro), "Permission denied")
+        assert list(ro.iterdir()) == []
+    finally:
+        ro.chmod(0o755)
+
+
+def test_out_disk_full(folders, tmp_path, capfd, monkeypatch):
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(fsio.os, "fsync", full)
+    out_dir = tmp_path / "out"
+    rc, out, err = cli(capfd, "txt2img", "--data-dir", folders.data_dir, "--out", out_dir, *SMALL)
+    one_error_line(rc, out, err, "cannot write PNG to", str(out_dir), "No space left on device")
+    assert [p for p in out_dir.rglob("*") if p.is_file()] == []
+
+
+# -- 4. the launcher's --port -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("port", ["99999", "0", "-1"])
+def test_launcher_port_out_of_range(capsys, port):
+    from creationmix.ui.launcher import parse_args
+    with pytest.raises(SystemExit) as e:
+        parse_args(["--port", port])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--port" in err and "1 to 65535" in err and "Traceback" not in err
+
+
+# -- 7. LoRA tags ----------------------------------------------------------------------------------------------------
+def test_lora_tag_with_drive_letter_path():
+    from creationmix.lora.tags import extract_lora_tags
+    with pytest.raises(LoraError, match=r"drive-letter path, not a LoRA name"):
+        extract_lora_tags(r"1girl, <lora:C:\Windows\x:1>")
+    with pytest.raises(LoraError, match=r"absolute path, not a LoRA name"):
+        extract_lora_tags("<lora:/etc/passwd:1>")
+
+
+def test_malformed_lora_tag_is_not_silently_used():
+    from creationmix.lora.tags import extract_lora_tags
+    with pytest.raises(LoraError, match=r"malformed LoRA tag <lora:style_Rella>x:1>"):
+        extract_lora_tags("1girl, <lora:style_Rella>x:1>")
+    # a '>' that only follows a tag in the text is fine
+    assert extract_lora_tags("<lora:a:0.5> >_<")[0] == " >_<"
+
+
+# -- 8. prompt editing with an infinite step ---------------------------------------------------------------------------
+@pytest.mark.parametrize("prompt", ["[a:b:1e999]", "[a:b:-1e999]", "[a:b:nan]", "[a:[b:c:1e400]:0.5]"])
+def test_prompt_editing_infinite_step(prompt):
+    from creationmix.prompt.schedule import get_learned_conditioning_prompt_schedules
+    try:
+        get_learned_conditioning_prompt_schedules([prompt], 20)
+    except InvalidParameter as e:
+        assert "not a finite number" in str(e)
+    # `nan` may not even parse as a number: then it is plain text, which is fine too
+
+
+# -- 11. --listen without --auth -----------------------------------------------------------------------------------------
+def test_listen_without_auth_warns():
+    from creationmix.ui.launcher import open_door_warnings, parse_args
+    [line] = open_door_warnings(parse_args(["--listen"]))
+    assert "anyone on your network can use this" in line
+    assert open_door_warnings(parse_args(["--listen", "--auth", "u:p"])) == []
+    assert open_door_warnings(parse_args([])) == []
