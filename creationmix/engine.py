@@ -93,6 +93,7 @@ class Engine:
         self.tiled_vae = tiled_vae
         self.model: LoadedModel | None = None
         self._model_key: tuple | None = None
+        self._model_args: tuple | None = None  # how the loaded model was loaded: to reload it after a failure
         self.loras: LoraManager | None = None
         self.lora_library = LoraLibrary(folders.lora_dirs)
         self.embeddings = EmbeddingLibrary(folders.embedding_dirs)
@@ -133,17 +134,30 @@ class Engine:
         key = (str(Path(path).resolve()), str(vae_path) if vae_path else vae)
         if self._model_key == key and self.model is not None:
             return self.model
-        # Free the previous model first: two SD 1.5 models at once may not fit the GPU.
-        self.model = self.encoder = self.loras = None
-        self._model_key = None
-        if self.device.type == "cuda":
+        previous = self._model_args if self.model is not None else None
+        if self.device.type == "cuda" and previous is not None:
+            # Two SD 1.5 models at once may not fit the GPU: free the old one first, reload it on failure.
+            self.model = self.encoder = self.loras = None
+            self._model_key = None
             torch.cuda.empty_cache()
-        model = load_checkpoint(path, vae_path=vae_path, device=self.device, dtype=self.dtype,
-                                auto_vae=(vae == "Automatic"), cache_dir=self.folders.cache_dir)
-        self.model, self._model_key = model, key
+        try:
+            model = load_checkpoint(path, vae_path=vae_path, device=self.device, dtype=self.dtype,
+                                    auto_vae=(vae == "Automatic"), cache_dir=self.folders.cache_dir)
+        except BaseException:
+            # A failed load (a corrupt VAE, say) must not leave the user without their working model, nor
+            # send later requests without a checkpoint name to whatever file is listed first.
+            if self.model is None and previous is not None:
+                self._install(load_checkpoint(*previous[:1], **previous[1]), previous[2], previous)
+            raise
+        self._install(model, key, (path, dict(vae_path=vae_path, device=self.device, dtype=self.dtype,
+                                              auto_vae=(vae == "Automatic"), cache_dir=self.folders.cache_dir),
+                                   key))
+        return model
+
+    def _install(self, model: LoadedModel, key: tuple, args: tuple) -> None:
+        self.model, self._model_key, self._model_args = model, key, args
         self.encoder = PromptEncoder(model.text_encoder, model.tokenizer, self.embeddings)
         self.loras = LoraManager(model.pipe, self.lora_library)
-        return model
 
     # -- generation ----------------------------------------------------------------------------------------
     def generate(self, params: GenerationParams, *, progress: Callable[[ProgressEvent], None] | None = None,

@@ -148,3 +148,19 @@ def test_listen_without_auth_warns():
     assert "anyone on your network can use this" in line
     assert open_door_warnings(parse_args(["--listen", "--auth", "u:p"])) == []
     assert open_door_warnings(parse_args([])) == []
+
+
+# -- 9. a failed load keeps the working model -------------------------------------------------------------------------
+def test_failed_vae_load_keeps_the_loaded_checkpoint(folders):
+    from creationmix.engine import Engine
+    from creationmix.errors import ModelError
+    # listed before tiny.safetensors: the old fallback to the first listed file would pick it
+    (folders.checkpoint_dirs[0] / "a_corrupt.safetensors").write_bytes(b"\x00" * 64)
+    (folders.vae_dirs[0] / "broken.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    engine = Engine(folders, device="cpu", precision="fp32")
+    model = engine.load("tiny")
+    with pytest.raises(ModelError):
+        engine.load("tiny", vae="broken.safetensors")
+    assert engine.model is model and engine.encoder is not None and engine.loras is not None
+    assert engine.checkpoint_path(None) == model.path
+    assert engine.load(None) is model
