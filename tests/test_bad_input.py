@@ -164,3 +164,38 @@ def test_failed_vae_load_keeps_the_loaded_checkpoint(folders):
     assert engine.model is model and engine.encoder is not None and engine.loras is not None
     assert engine.checkpoint_path(None) == model.path
     assert engine.load(None) is model
+
+
+# -- 10. messages that must not leak file bytes / must name the key ------------------------------------------------------
+PASSWD = b"root:x:0:0:root:/root:/bin/bash\n"
+
+
+def test_symlinked_lora_header_error_does_not_echo_file_bytes(folders, tmp_path):
+    from creationmix.lora.library import read_safetensors_header
+    secret = tmp_path / "passwd"
+    secret.write_bytes(PASSWD)
+    link = folders.lora_dirs[0] / "evil.safetensors"
+    link.symlink_to(secret)
+    with pytest.raises(LoraError) as e:
+        read_safetensors_header(link)
+    assert str(int.from_bytes(PASSWD[:8], "little")) not in str(e.value)
+    assert "evil.safetensors" in str(e.value) and f"{len(PASSWD)} bytes" in str(e.value)
+
+
+def test_symlinked_checkpoint_header_error_does_not_echo_file_bytes(folders, tmp_path, capfd):
+    secret = tmp_path / "passwd"
+    secret.write_bytes(PASSWD)
+    (folders.checkpoint_dirs[0] / "evil.safetensors").symlink_to(secret)
+    rc, out, err = cli(capfd, "txt2img", "--data-dir", folders.data_dir, "--checkpoint", "evil", *SMALL)
+    line = one_error_line(rc, out, err, "evil.safetensors", "not a safetensors file")
+    assert str(int.from_bytes(PASSWD[:8], "little")) not in line
+
+
+@pytest.mark.parametrize("key", ["Steps", "Seed", "Clip skip", "Hires steps"])
+def test_23_digit_integer_names_the_key(key):
+    from creationmix.errors import InfotextError
+    from creationmix.infotext import parse_infotext
+    values = {"Steps": "20", "Sampler": "Euler a", "CFG scale": "7", "Seed": "1", "Size": "64x64"}
+    values[key] = "1" * 23
+    with pytest.raises(InfotextError, match=f"^{key}: '1{{23}}'"):
+        parse_infotext("1girl\n" + ", ".join(f"{k}: {v}" for k, v in values.items()))

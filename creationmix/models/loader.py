@@ -61,8 +61,9 @@ def _read_safetensors_header(path: Path) -> SafetensorsHeader:
         if p.kind == "short":
             raise ModelError(f"{path.name} is not a safetensors file: only {f['size']} bytes") from None
         if p.kind == "length":
-            raise ModelError(f"{path.name} is not a safetensors file (corrupt header length {f['header_len']} for a "
-                             f"file of {f['size']} bytes)") from None
+            # Its "length" is the file's first 8 bytes: never echoed, they may be another file's content.
+            raise ModelError(f"{path.name} is not a safetensors file (its header length does not fit a file of "
+                             f"{f['size']} bytes)") from None
         if p.kind == "json":
             raise ModelError(f"{path.name} is not a safetensors file (unreadable header: {f['detail']})") from None
         if p.kind == "entry":
