@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from . import __version__
+from . import __version__, worksize
 from .devices import pick_device, pick_dtype
 from .errors import Interrupted, ModelError
 from .infotext import format_infotext
@@ -159,6 +159,15 @@ class Engine:
         self.encoder = PromptEncoder(model.text_encoder, model.tokenizer, self.embeddings)
         self.loras = LoraManager(model.pipe, self.lora_library)
 
+    def check_work_size(self, params: GenerationParams) -> None:
+        """Refuse, before loading or allocating, a request whose activations cannot fit the device."""
+        elem = torch.tensor([], dtype=self.dtype).element_size()
+        # On CUDA an out-of-memory decode falls back to tiles (_vae_decode): only a tiled decode must fit.
+        worksize.check(params.width, params.height, params.batch_size, elem, worksize.free_bytes(self.device),
+                       tiled_vae=self.tiled_vae or self.device.type == "cuda",
+                       hires_size=params.hires_size if params.enable_hires else None,
+                       device_name=str(self.device))
+
     # -- generation ----------------------------------------------------------------------------------------
     def generate(self, params: GenerationParams, *, progress: Callable[[ProgressEvent], None] | None = None,
                  control: Control | None = None, save: bool = True, preview_every: int = 0,
@@ -170,6 +179,7 @@ class Engine:
         params = params.with_seed_resolved()
         spec = SAMPLER_TABLE[params.sampler]
         hires_spec = SAMPLER_TABLE[params.hires_sampler or params.sampler]
+        self.check_work_size(params)
         model = self.load(params.checkpoint, params.vae)
 
         prompt, negative, lora_meta = self._apply_loras(params)

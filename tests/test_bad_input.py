@@ -199,3 +199,29 @@ def test_23_digit_integer_names_the_key(key):
     values[key] = "1" * 23
     with pytest.raises(InfotextError, match=f"^{key}: '1{{23}}'"):
         parse_infotext("1girl\n" + ", ".join(f"{k}: {v}" for k, v in values.items()))
+
+
+# -- 5. work-size guard -----------------------------------------------------------------------------------------------
+def test_huge_request_refused_before_any_load(folders, capfd, monkeypatch):
+    import creationmix.engine as engine_mod
+
+    def no_load(*a, **k):
+        raise AssertionError("the model was loaded before the size check")
+    monkeypatch.setattr(engine_mod, "load_checkpoint", no_load)
+    rc, out, err = cli(capfd, "txt2img", "--data-dir", folders.data_dir, "--width", 4096, "--height", 4096,
+                       "--batch-size", 64, "--steps", 1)
+    line = one_error_line(rc, out, err, "4096x4096 x batch 64 needs at least", "GiB on the cpu", "is free")
+    assert "what fits" in line
+
+
+def test_worksize_says_what_fits():
+    from creationmix import worksize
+    gib = 2 ** 30
+    worksize.check(512, 512, 1, 4, 4 * gib)  # fits: no error
+    with pytest.raises(InvalidParameter, match=r"batch size \d+ \(or fewer\) or --tiled-vae"):
+        worksize.check(1024, 1024, 8, 2, 8 * gib)
+    with pytest.raises(InvalidParameter, match=r"\(hires 2048x2048\) x batch 1 .* what fits: --tiled-vae"):
+        worksize.check(1024, 1024, 1, 4, 8 * gib, hires_size=(2048, 2048))
+    with pytest.raises(InvalidParameter, match="a smaller size or batch"):
+        worksize.check(4096, 4096, 1, 4, 1 * gib, tiled_vae=True)
+    assert worksize.free_bytes("cpu") is None or worksize.free_bytes("cpu") > 0
