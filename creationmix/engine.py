@@ -20,7 +20,7 @@ from PIL import Image
 
 from . import __version__, worksize
 from .devices import pick_device, pick_dtype
-from .errors import Interrupted, ModelError
+from .errors import Interrupted, ModelError, NansError
 from .infotext import format_infotext
 from .models.loader import LoadedModel, load_checkpoint
 from .output import dated_folder, save_numbered_png
@@ -293,6 +293,12 @@ class Engine:
                             pad_v0=params.pad_conds_v0, state=self._cfg_state)
 
         def callback(i, total, x_i, denoised):
+            if i == 0 and denoised is not None and not bool(torch.isfinite(denoised).all()):
+                # One check (one sync) on the first step: a broken model gives NaN at once; later NaNs from
+                # a sampler setting still reach the VAE check.
+                raise NansError(
+                    f"the UNet produced NaN/Inf values in the {pass_name} pass at step 1; the checkpoint "
+                    f"{self.model.name} is probably broken (NaN/Inf weights){self._fp16_hint()}")
             report(i + 1, total, pass_name, denoised)
 
         def should_stop():
@@ -339,7 +345,15 @@ class Engine:
                 decoded = self._vae_decode(vae, scaled, tiled=self.tiled_vae, warnings=warnings)
             finally:
                 vae.to(model.dtype)
+        if not bool(torch.isfinite(decoded).all()):
+            vae_name = model.vae_name or f"the VAE inside {model.name}"
+            cause = ("the latents were already NaN/Inf" if not bool(torch.isfinite(latent).all())
+                     else f"{vae_name} is probably broken (NaN/Inf weights); try another VAE")
+            raise NansError(f"the VAE produced NaN/Inf values (the image would be flat black): {cause}")
         return to_uint8_images(decoded)
+
+    def _fp16_hint(self) -> str:
+        return "; in fp16 it may also overflow: try --precision fp32" if self.dtype == torch.float16 else ""
 
     def _vae_decode(self, vae, scaled: torch.Tensor, *, tiled: bool, warnings: list[str]) -> torch.Tensor:
         """Whole-image decode, or tiled on request or when the whole image does not fit the device."""

@@ -225,3 +225,80 @@ def test_worksize_says_what_fits():
     with pytest.raises(InvalidParameter, match="a smaller size or batch"):
         worksize.check(4096, 4096, 1, 4, 1 * gib, tiled_vae=True)
     assert worksize.free_bytes("cpu") is None or worksize.free_bytes("cpu") > 0
+
+
+# -- 6. NaN/Inf guards, non-float weights -------------------------------------------------------------------------------
+def _edit_ckpt(src: Path, dst: Path, edit) -> Path:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+    sd = load_file(str(src))
+    edit(sd)
+    save_file(sd, str(dst))
+    shutil.copytree(src.with_suffix(".config"), dst.with_suffix(".config"))
+    return dst
+
+
+def test_nan_unet_weights_raise_nans_error_not_a_black_image(folders, tiny_ckpt, capfd):
+    key = "model.diffusion_model.out.2.weight"
+    _edit_ckpt(tiny_ckpt, folders.checkpoint_dirs[0] / "nanunet.safetensors",
+               lambda sd: sd[key].fill_(float("nan")))
+    rc, out, err = cli(capfd, "txt2img", "--data-dir", folders.data_dir, "--checkpoint", "nanunet", *SMALL)
+    one_error_line(rc, out, err, "UNet produced NaN/Inf", "nanunet.safetensors is probably broken")
+    assert pngs(folders.data_dir / "outputs") == []
+
+
+def test_nan_vae_weights_raise_nans_error(folders, tiny_ckpt):
+    from creationmix.engine import Engine
+    from creationmix.errors import NansError
+    from creationmix.params import GenerationParams
+    key = "first_stage_model.decoder.conv_out.weight"
+    _edit_ckpt(tiny_ckpt, folders.checkpoint_dirs[0] / "nanvae.safetensors", lambda sd: sd[key].fill_(float("inf")))
+    engine = Engine(folders, device="cpu", precision="fp32")
+    with pytest.raises(NansError, match="VAE produced NaN/Inf .* the VAE inside nanvae.safetensors is probably broken"):
+        engine.generate(GenerationParams(prompt="x", width=64, height=64, steps=1, seed=1, checkpoint="nanvae"))
+    assert pngs(folders.outputs_dir) == []
+
+
+def test_int8_checkpoint_refused_naming_dtype(folders, tiny_ckpt):
+    import torch
+
+    from creationmix.errors import ModelError
+    from creationmix.models.loader import load_checkpoint
+    key = "model.diffusion_model.input_blocks.0.0.weight"
+
+    def to_int8(sd):
+        sd[key] = sd[key].to(torch.int8)
+    path = _edit_ckpt(tiny_ckpt, folders.checkpoint_dirs[0] / "int8.safetensors", to_int8)
+    with pytest.raises(ModelError, match=f"checkpoint int8.safetensors has int8 weights \\({key}\\)"):
+        load_checkpoint(path)
+
+
+def test_nan_embedding_refused_at_load_with_its_name(folders):
+    import torch
+    from safetensors.torch import save_file
+
+    from creationmix.prompt.embeddings import EmbeddingLibrary
+    emb_dir = folders.embedding_dirs[0]
+    save_file({"emb_params": torch.full((2, 32), float("nan"))}, str(emb_dir / "badneg.safetensors"))
+    save_file({"emb_params": torch.ones(2, 32)}, str(emb_dir / "good.safetensors"))
+    lib = EmbeddingLibrary([emb_dir])
+    lib.reload(force=True)
+    assert "good" in lib and "badneg" not in lib
+    assert "NaN/Inf" in lib.skipped["badneg.safetensors"]
+
+
+def test_nan_lora_refused_with_its_name(tiny_model, tmp_path):
+    import torch
+    from lora_fixtures import kohya_lora, write_lora
+
+    from creationmix.lora.library import LoraLibrary
+    from creationmix.lora.manager import LoraManager
+    from creationmix.lora.tags import LoraRequest
+    sd = kohya_lora(tiny_model.pipe.unet, None, seed=1)
+    first = next(iter(sd))
+    sd[first] = torch.full_like(sd[first], float("nan"))
+    write_lora(tmp_path / "Lora" / "nanlora.safetensors", sd)
+    manager = LoraManager(tiny_model.pipe, LoraLibrary([tmp_path / "Lora"]))
+    with pytest.raises(LoraError, match=r"LoRA nanlora has NaN/Inf weights"):
+        manager.activate([LoraRequest("nanlora", 1.0)])
