@@ -153,8 +153,10 @@ def params_from_args(args: argparse.Namespace, lora: str | None = None) -> Gener
             text = path.read_text(encoding="utf-8")
         except OSError as e:
             raise _ArgError(f"cannot read --params file {path}: {e.strerror}") from e
-        except UnicodeDecodeError:
-            raise _ArgError(f"cannot read --params file {path}: not UTF-8 text") from None
+        except UnicodeDecodeError as e:
+            # Strict, not A1111's lenient reading: a guessed decoding would put wrong characters in the prompt.
+            raise _ArgError(f"cannot read --params file {path}: not UTF-8 text (byte {e.start}: "
+                            f"{e.object[e.start:e.start + 1]!r}); save it as UTF-8") from None
     params, warnings = resolve_recipe(preset=getattr(args, "preset", None), infotext=text,
                                       overrides=param_overrides(args), lora=lora)
     print_warnings(warnings)  # said when the recipe is loaded, before any work

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PathError
-from .paths import Folders, with_operator_files
+from .paths import Folders, check_name_length, with_operator_files
 from .presets import PRESETS_DIR
 from .service import Service
 
@@ -72,6 +72,7 @@ def file_option(value: str | Path | None, kind: str) -> str | Path | None:
     anything else is a name for the configured folders (a str, checked there with the folder rule)."""
     if value is None or isinstance(value, Path):
         return value
+    check_name_length(value, kind)
     path = Path(value).expanduser()
     if path.is_file():
         return path.resolve()

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from . import __version__
+from . import __version__, worksize
 from .civitai import civitai_hashes
 from .devices import pick_device, pick_dtype
-from .errors import Interrupted, ModelError
+from .errors import Interrupted, ModelError, NansError
 from .infotext import format_infotext
 from .models.loader import LoadedModel, load_checkpoint
 from .output import dated_folder, save_numbered_png
@@ -94,6 +94,7 @@ class Engine:
         self.tiled_vae = tiled_vae
         self.model: LoadedModel | None = None
         self._model_key: tuple | None = None
+        self._model_args: tuple | None = None  # how the loaded model was loaded: to reload it after a failure
         self.loras: LoraManager | None = None
         self.lora_library = LoraLibrary(folders.lora_dirs)
         self.embeddings = EmbeddingLibrary(folders.embedding_dirs)
@@ -135,17 +136,39 @@ class Engine:
         key = (str(Path(path).resolve()), str(vae_path) if vae_path else vae)
         if self._model_key == key and self.model is not None:
             return self.model
-        # Free the previous model first: two SD 1.5 models at once may not fit the GPU.
-        self.model = self.encoder = self.loras = None
-        self._model_key = None
-        if self.device.type == "cuda":
+        previous = self._model_args if self.model is not None else None
+        if self.device.type == "cuda" and previous is not None:
+            # Two SD 1.5 models at once may not fit the GPU: free the old one first, reload it on failure.
+            self.model = self.encoder = self.loras = None
+            self._model_key = None
             torch.cuda.empty_cache()
-        model = load_checkpoint(path, vae_path=vae_path, device=self.device, dtype=self.dtype,
-                                auto_vae=(vae == "Automatic"), cache_dir=self.folders.cache_dir)
-        self.model, self._model_key = model, key
+        try:
+            model = load_checkpoint(path, vae_path=vae_path, device=self.device, dtype=self.dtype,
+                                    auto_vae=(vae == "Automatic"), cache_dir=self.folders.cache_dir)
+        except BaseException:
+            # A failed load (a corrupt VAE, say) must not leave the user without their working model, nor
+            # send later requests without a checkpoint name to whatever file is listed first.
+            if self.model is None and previous is not None:
+                self._install(load_checkpoint(*previous[:1], **previous[1]), previous[2], previous)
+            raise
+        self._install(model, key, (path, dict(vae_path=vae_path, device=self.device, dtype=self.dtype,
+                                              auto_vae=(vae == "Automatic"), cache_dir=self.folders.cache_dir),
+                                   key))
+        return model
+
+    def _install(self, model: LoadedModel, key: tuple, args: tuple) -> None:
+        self.model, self._model_key, self._model_args = model, key, args
         self.encoder = PromptEncoder(model.text_encoder, model.tokenizer, self.embeddings)
         self.loras = LoraManager(model.pipe, self.lora_library)
-        return model
+
+    def check_work_size(self, params: GenerationParams) -> None:
+        """Refuse, before loading or allocating, a request whose activations cannot fit the device."""
+        elem = torch.tensor([], dtype=self.dtype).element_size()
+        # On CUDA an out-of-memory decode falls back to tiles (_vae_decode): only a tiled decode must fit.
+        worksize.check(params.width, params.height, params.batch_size, elem, worksize.free_bytes(self.device),
+                       tiled_vae=self.tiled_vae or self.device.type == "cuda",
+                       hires_size=params.hires_size if params.enable_hires else None,
+                       device_name=str(self.device))
 
     def warm_up(self, checkpoint: str | None = None) -> None:
         """Load the model a request without a checkpoint would get; a generate() meanwhile waits for it."""
@@ -167,6 +190,7 @@ class Engine:
         params = params.with_seed_resolved()
         spec = SAMPLER_TABLE[params.sampler]
         hires_spec = SAMPLER_TABLE[params.hires_sampler or params.sampler]
+        self.check_work_size(params)
         model = self.load(params.checkpoint, params.vae)
         if params.enable_hires:
             self.upscalers.check(params.hires_upscaler)
@@ -335,6 +359,12 @@ class Engine:
                             pad_v0=params.pad_conds_v0, state=self._cfg_state)
 
         def callback(i, total, x_i, denoised):
+            if i == 0 and denoised is not None and not bool(torch.isfinite(denoised).all()):
+                # One check (one sync) on the first step: a broken model gives NaN at once; later NaNs from
+                # a sampler setting still reach the VAE check.
+                raise NansError(
+                    f"the UNet produced NaN/Inf values in the {pass_name} pass at step 1; the checkpoint "
+                    f"{self.model.name} is probably broken (NaN/Inf weights){self._fp16_hint()}")
             report(i + 1, total, pass_name, denoised)
 
         def should_stop():
@@ -381,7 +411,15 @@ class Engine:
                 decoded = self._vae_decode(vae, scaled, tiled=self.tiled_vae, warnings=warnings)
             finally:
                 vae.to(model.dtype)
+        if not bool(torch.isfinite(decoded).all()):
+            vae_name = model.vae_name or f"the VAE inside {model.name}"
+            cause = ("the latents were already NaN/Inf" if not bool(torch.isfinite(latent).all())
+                     else f"{vae_name} is probably broken (NaN/Inf weights); try another VAE")
+            raise NansError(f"the VAE produced NaN/Inf values (the image would be flat black): {cause}")
         return to_uint8_images(decoded)
+
+    def _fp16_hint(self) -> str:
+        return "; in fp16 it may also overflow: try --precision fp32" if self.dtype == torch.float16 else ""
 
     def _vae_decode(self, vae, scaled: torch.Tensor, *, tiled: bool, warnings: list[str]) -> torch.Tensor:
         """Whole-image decode, or tiled on request or when the whole image does not fit the device."""

@@ -35,3 +35,7 @@ class Interrupted(CreationMixError):
 
 class WriteError(CreationMixError, OSError):
     """A file could not be written (read-only folder, disk full, ...). Nothing half-written is left behind."""
+
+
+class NansError(CreationMixError):
+    """A1111's NansException: the UNet or the VAE produced NaN/Inf, which would be saved as a flat image."""

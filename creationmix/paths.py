@@ -21,6 +21,22 @@ SIDECAR_VAE_SUFFIXES = (".vae.safetensors", ".vae.pt", ".vae.ckpt")
 UPSCALER_SUBDIRS = ("ESRGAN", "RealESRGAN", "SwinIR", "DAT", "HAT", "upscale_models")
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+# File systems refuse longer names (NAME_MAX 255 bytes, PATH_MAX 4096) with a bare OSError: refuse them first.
+MAX_NAME_PART = 255
+MAX_NAME = 1024
+
+
+def short(name: str, keep: int = 60) -> str:
+    """A name for an error message: never thousands of characters of it."""
+    return name if len(name) <= keep else f"{name[:keep]}... ({len(name)} characters)"
+
+
+def check_name_length(name: str, kind: str = "name") -> str:
+    parts = name.replace("\\", "/").split("/")
+    if len(name) > MAX_NAME or any(len(p.encode("utf-8", "surrogatepass")) > MAX_NAME_PART for p in parts):
+        raise PathError(f"{kind} {short(name)!r}: name is too long ({len(name)} characters; "
+                        f"at most {MAX_NAME_PART} bytes per file or folder name, {MAX_NAME} in all)")
+    return name
 
 
 @dataclass(frozen=True)
@@ -90,6 +106,7 @@ def check_relative_name(name: str, kind: str = "name") -> str:
     """Refuse names that could leave a folder. Returns the name with `\\` normalised to `/`."""
     if not isinstance(name, str) or not name.strip():
         raise PathError(f"empty {kind}")
+    check_name_length(name, kind)
     norm = name.replace("\\", "/")
     if norm.startswith("/") or _DRIVE.match(norm):
         raise PathError(f"{kind} {name!r} is an absolute path; only names inside the configured folders are allowed")

@@ -38,8 +38,10 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, dict], dict[str, str]
         if p.kind == "short":
             raise LoraError(f"LoRA file {path.name} is truncated ({f['size']} bytes, no safetensors header)") from None
         if p.kind == "length":
-            raise LoraError(f"LoRA file {path.name} is corrupt or truncated (header length {f['header_len']}, "
-                            f"file {f['size']} bytes)") from None
+            # Its "length" is the file's first 8 bytes: shown as a number they would leak what a symlink
+            # points at (the start of /etc/passwd, say), so only the size is named.
+            raise LoraError(f"LoRA file {path.name} is not a safetensors file or is corrupt (its header length "
+                            f"does not fit a file of {f['size']} bytes)") from None
         if p.kind == "json":
             raise LoraError(f"LoRA file {path.name} is corrupt: its safetensors header is not valid JSON "
                             f"({f['detail']})") from None

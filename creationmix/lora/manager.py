@@ -204,6 +204,10 @@ class LoraManager:
 
     def _read(self, info: LoraInfo) -> ConvertedLora:
         sd, _meta = load_lora_file(info.path, info.name)
+        bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+        if bad:  # applied, NaN weights turn every image black
+            raise LoraError(f"LoRA {info.name} has NaN/Inf weights ({len(bad)} tensors, e.g. {bad[0]}): "
+                            "the file is broken; retrain or re-download it")
         fmt = detect_format(sd, f"LoRA {info.name}")
         return convert(sd, self._target_table(), f"LoRA {info.name}", fmt)
 

@@ -19,6 +19,9 @@ from ..errors import LoraError
 # A1111's re_extra_net is r"<(\w+):([^>]+)>"; we only take the two LoRA kinds and leave other extra networks be.
 _TAG = re.compile(r"<(lora|lyco):([^>]+)>", re.IGNORECASE)
 _IGNORED_NAMED = {"dyn"}
+_DRIVE_NAME = re.compile(r"^[A-Za-z]$")
+# `<lora:a>x:1>`: a tag closed too early, its rest (`x:1>`) would reach the text encoder as words.
+_BROKEN_TAIL = re.compile(r"[^<>\s,]*:[^<>\s,]*>")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,13 @@ def _parse_args(body: str, tag: str) -> LoraRequest:
             positional.append(item.strip())
     if not positional or not positional[0]:
         raise LoraError(f"LoRA tag {tag} has no name; write <lora:name:weight>")
+    if len(positional) > 1 and _DRIVE_NAME.match(positional[0]) and positional[1][:1] in ("\\", "/"):
+        # "C:\x" splits at its colon into name "C" and weight "\x": say what it really is.
+        raise LoraError(f"LoRA tag {tag}: {positional[0]}:{positional[1]} is a drive-letter path, not a LoRA name; "
+                        "write the file's name inside models/Lora, e.g. <lora:name:1>")
+    if positional[0][:1] in ("/", "\\"):
+        raise LoraError(f"LoRA tag {tag}: {positional[0]!r} is an absolute path, not a LoRA name; "
+                        "write the file's name inside models/Lora")
     if len(positional) > 3:
         raise LoraError(f"LoRA tag {tag} has too many values; write <lora:name:weight> or <lora:name:te:unet>")
     unknown = sorted(set(named) - {"te", "unet"} - _IGNORED_NAMED)
@@ -82,6 +92,10 @@ def extract_lora_tags(prompt: str) -> tuple[str, list[LoraRequest]]:
     requests: list[LoraRequest] = []
 
     def take(m: re.Match) -> str:
+        tail = _BROKEN_TAIL.match(m.string, m.end())
+        if tail:
+            raise LoraError(f"malformed LoRA tag {m.group(0) + tail.group(0)}: a '>' inside the tag ends it early; "
+                            "write <lora:name:weight>")
         requests.append(_parse_args(m.group(2), m.group(0)))
         return ""
 

@@ -61,8 +61,9 @@ def _read_safetensors_header(path: Path) -> SafetensorsHeader:
         if p.kind == "short":
             raise ModelError(f"{path.name} is not a safetensors file: only {f['size']} bytes") from None
         if p.kind == "length":
-            raise ModelError(f"{path.name} is not a safetensors file (corrupt header length {f['header_len']} for a "
-                             f"file of {f['size']} bytes)") from None
+            # Its "length" is the file's first 8 bytes: never echoed, they may be another file's content.
+            raise ModelError(f"{path.name} is not a safetensors file (its header length does not fit a file of "
+                             f"{f['size']} bytes)") from None
         if p.kind == "json":
             raise ModelError(f"{path.name} is not a safetensors file (unreadable header: {f['detail']})") from None
         if p.kind == "entry":
@@ -111,6 +112,16 @@ def _read_pickle(path: Path, what: str) -> dict:
         raise ModelError(f"cannot read {what} {path.name}: it holds a {type(obj).__name__}, not a state dict")
     # Lightning checkpoints keep bookkeeping next to the weights; only tensors matter.
     return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)} or obj
+
+
+def check_float_weights(sd: dict, what: str, prefixes: tuple[str, ...] = ("",)) -> None:
+    """Refuse quantised / integer weights: loaded as they are they would be cast silently into garbage.
+    Index buffers (`position_ids`) and EMA bookkeeping are integer by nature and allowed."""
+    for key, value in sd.items():
+        if (key.startswith(prefixes) and not value.is_floating_point() and not key.endswith("position_ids")
+                and not key.startswith("model_ema.")):
+            raise ModelError(f"{what} has {str(value.dtype).replace('torch.', '')} weights ({key}); only float "
+                             f"(fp32/fp16/bf16) checkpoints are supported")
 
 
 # -- architecture -------------------------------------------------------------------------------------------------
@@ -275,6 +286,8 @@ def _build_vae(vae_sd: dict, config_dir: Path, meta_vae, dtype, *, external: str
     """AutoencoderKL from VAE weights; `external` is the VAE file's name (None: the checkpoint's own VAE)."""
     from diffusers import AutoencoderKL
 
+    if external is not None:
+        check_float_weights(vae_sd, f"VAE {external}")
     conv = _vae_to_diffusers(vae_sd, meta_vae.config)
     expected = {k: v.shape for k, v in meta_vae.state_dict().items()}
     problem = None if any(k in conv for k in expected) else "it holds no VAE weights of this layout"
@@ -330,6 +343,7 @@ def load_checkpoint(path, *, vae_path=None, device="cpu", dtype=torch.float32, a
     arch = detect_architecture(sd)
     if arch != "SD 1.5":
         raise ModelError(f"{path.name} is not an SD 1.5 checkpoint (looks like {arch})")
+    check_float_weights(sd, f"checkpoint {path.name}", (UNET_PREFIX, VAE_PREFIX, CLIP_PREFIX))
     conv_in = sd.get(UNET_PREFIX + "input_blocks.0.0.weight")
     if conv_in is not None and conv_in.ndim == 4 and conv_in.shape[1] == 9:
         raise ModelError(f"{path.name} is an SD 1.5 inpainting model (9 input channels); "

@@ -72,7 +72,12 @@ def _tensor_from_data(data, filename: str) -> torch.Tensor:
         raise EmbeddingFormatError(f"{filename} is neither an A1111 textual inversion nor a diffusers concept file")
     if not isinstance(vec, torch.Tensor):
         raise EmbeddingFormatError(f"{filename}: the embedding is not a tensor")
+    if not vec.is_floating_point():
+        raise EmbeddingFormatError(f"{filename}: {str(vec.dtype).replace('torch.', '')} vectors; expected floats")
     vec = vec.detach().to(device="cpu", dtype=torch.float32)
+    if not bool(torch.isfinite(vec).all()):
+        # Used as is it turns every prompt that names it into NaN conditioning: a black image.
+        raise EmbeddingFormatError(f"{filename}: the embedding holds NaN/Inf values (a broken file)")
     if vec.dim() == 1:
         vec = vec.unsqueeze(0)
     if vec.dim() != 2 or vec.shape[0] == 0:

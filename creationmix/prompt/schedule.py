@@ -14,6 +14,8 @@ from functools import lru_cache
 
 import lark
 
+from ..errors import InvalidParameter
+
 # The language A1111 accepts (same structure, so lark's Earley parser resolves ambiguities the same way):
 # stray brackets/colons at the top level are literal text; `emphasized` keeps its bracket characters.
 _GRAMMAR = r"""
@@ -37,6 +39,9 @@ def _parser() -> lark.Lark:
 
 def _resolve_when(number: str, steps: int, int_offset: int, flt_offset: float, old: bool) -> int:
     value = float(number)
+    if value != value or value in (float("inf"), float("-inf")):
+        # int() of it would raise OverflowError deep in sampling (A1111 crashes the same way): name the number.
+        raise InvalidParameter(f"prompt editing: step {number!r} in [from:to:step] is not a finite number")
     if old:
         value = value * steps if value < 1 else value
     elif "." in number:

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 DEFAULT_PORT = 7860
+LISTEN_WARNING = ("WARNING: --listen without --auth: anyone on your network can use this machine's GPU "
+                  "(add --auth user:pass).")
 SHARE_WARNING = ("WARNING: --share without --auth: anyone with the link can use this machine's GPU "
                  "(add --auth user:pass).")
 
@@ -36,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.max_queue < 1:
         p.error("--max-queue must be at least 1")
+    if args.port is not None and not 1 <= args.port <= 65535:
+        p.error(f"--port {args.port}: a port is a number from 1 to 65535")
     try:
         args.auth_pairs = parse_auth(args.auth, args.auth_file)
     except ValueError as e:
@@ -59,6 +63,15 @@ def parse_auth(items: list[str], auth_file: Path | None) -> list[tuple[str, str]
                 raise ValueError(f"bad auth entry {part.strip()!r}; expected USER:PASS")
             pairs.append((user, password))
     return pairs
+
+
+def open_door_warnings(args: argparse.Namespace) -> list[str]:
+    """What the operator must hear before a server without a login is reachable from other machines."""
+    if args.auth_pairs:
+        return []
+    if args.share:
+        return [SHARE_WARNING]
+    return [LISTEN_WARNING] if args.listen else []
 
 
 def free_port(host: str, start: int, tries: int = 100) -> int:
@@ -105,8 +118,8 @@ def main(argv: list[str] | None = None, service_factory=None) -> int:
     from ..logs import configure
     configure(verbose=args.verbose, log_dir=Path(args.data_dir, "logs"), console_level=logging.WARNING)
     host = "0.0.0.0" if args.listen else "127.0.0.1"
-    if args.share and not args.auth_pairs:
-        print(SHARE_WARNING, flush=True)
+    for line in open_door_warnings(args):
+        print(line, flush=True)
     port = args.port if args.port is not None else free_port(host, DEFAULT_PORT)
 
     from ..errors import CreationMixError
