@@ -31,3 +31,7 @@ class PresetError(CreationMixError):
 
 class Interrupted(CreationMixError):
     """The user interrupted a generation; images already finished are kept."""
+
+
+class QueueFull(CreationMixError):
+    """The generation queue already holds as many waiting jobs as it may; nothing was started."""

@@ -14,6 +14,7 @@ from .params import GenerationParams
 from .presets import PRESETS_DIR
 from .paths import VAE_EXTS, Folders, list_files
 from .jobs import Control, GenerationResult, ProgressEvent
+from .queueing import GenerationQueue
 from .service_api import LoraCard, PresetCard
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ DEMO_BANNER = ("No checkpoint was found, so CreationMix built a tiny random-weig
 
 class Service:
     def __init__(self, folders: Folders, device: str | None = None, precision: str | None = None,
-                 checkpoint: str | None = None, presets_dir: Path = PRESETS_DIR, demo_if_empty: bool = True):
+                 checkpoint: str | None = None, presets_dir: Path = PRESETS_DIR, demo_if_empty: bool = True,
+                 max_queue: int = 20):
         self.folders = folders
         self.device, self.precision = device, precision
         self.default_checkpoint = checkpoint
@@ -38,6 +40,8 @@ class Service:
         self._engine = None
         self._engine_lock = threading.Lock()
         self._tokenizer = None
+        # UI, HTTP API and preview jobs all take their turn on the engine here (bounded: QueueFull).
+        self.queue = GenerationQueue(max_queue)
 
     # -- models ---------------------------------------------------------------------------------------------
     def _build_demo(self) -> None:
@@ -125,18 +129,32 @@ class Service:
 
     # -- generation -----------------------------------------------------------------------------------------
     def generate(self, params: GenerationParams, progress: Callable[[ProgressEvent], None] | None = None,
-                 control: Control | None = None) -> GenerationResult:
+                 control: Control | None = None, *, save: bool = True) -> GenerationResult:
         if params.checkpoint is None and self.default_checkpoint:
             params = params.replace(checkpoint=self.default_checkpoint)
-        return self.engine.generate(params, progress=progress, control=control, preview_every=4)
+        control = control or Control()
+        with self.queue.run("txt2img", control, image_count=params.batch_count, hires=params.enable_hires) as job:
+            return self.engine.generate(params, progress=job.relay(progress), control=control, preview_every=4,
+                                        save=save)
+
+    def load_model(self, checkpoint: str | None, vae: str = "Automatic") -> None:
+        """Load (switch to) a checkpoint/VAE now, in the queue, so the next generation starts without the wait."""
+        with self.queue.run("load"):
+            self.engine.load(checkpoint, vae)
 
     def run_strength_sweep(self, params: GenerationParams, lora: str, strengths, seeds: int = 2, **kw):
         from .xyz.plot import service_strength_sweep
-        return service_strength_sweep(self, params, lora, strengths, seeds, **kw)
+        kw["control"] = kw.get("control") or Control()
+        with self.queue.run("sweep", kw["control"]) as job:
+            kw["progress"] = job.relay(kw.get("progress"))
+            return service_strength_sweep(self, params, lora, strengths, seeds, **kw)
 
     def run_lora_previews(self, preset_id: str, **kw):
         from .previews.job import service_lora_previews
-        return service_lora_previews(self, preset_id, **kw)
+        kw["control"] = kw.get("control") or Control()
+        with self.queue.run("previews", kw["control"]) as job:
+            kw["progress"] = job.relay(kw.get("progress"))
+            return service_lora_previews(self, preset_id, **kw)
 
 
 def _rel_name(path: Path, roots: list[Path]) -> str:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 DEFAULT_PORT = 7860
+API_PORT = 7861  # A1111's --nowebui port
 SHARE_WARNING = ("WARNING: --share without --auth: anyone with the link can use this machine's GPU "
                  "(add --auth user:pass).")
 
@@ -30,13 +31,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--precision", default=None, help="fp16, bf16 or fp32 (default: per device)")
     p.add_argument("--max-queue", type=int, default=20,
                    help="how many generation requests may wait; more are refused (default: 20)")
+    p.add_argument("--api", action="store_true",
+                   help="also serve the A1111-compatible HTTP API (/sdapi/v1, docs at /docs)")
+    p.add_argument("--nowebui", action="store_true",
+                   help=f"serve only the HTTP API, no web UI (default port: the first free one from {API_PORT})")
+    p.add_argument("--api-auth", default=None, metavar="USER:PASS[,USER2:PASS2]",
+                   help="require HTTP Basic credentials on every API route")
     args = p.parse_args(argv)
     if args.max_queue < 1:
         p.error("--max-queue must be at least 1")
     try:
         args.auth_pairs = parse_auth(args.auth, args.auth_file)
+        args.api_auth_pairs = parse_auth([args.api_auth] if args.api_auth else [], None)
     except ValueError as e:
         p.error(str(e))
+    if args.nowebui:
+        args.api = True
     return args
 
 
@@ -74,7 +84,8 @@ def make_service(args: argparse.Namespace):
     from ..service import Service  # torch lives behind this import
 
     folders = Folders(data_dir=args.data_dir, a1111_dir=args.a1111_dir)
-    return Service(folders, device=args.device, precision=args.precision, checkpoint=args.checkpoint)
+    return Service(folders, device=args.device, precision=args.precision, checkpoint=args.checkpoint,
+                   max_queue=args.max_queue)
 
 
 def make_fake_service(args: argparse.Namespace):
@@ -85,6 +96,23 @@ def make_fake_service(args: argparse.Namespace):
 
     return FakeService(args.data_dir, step_delay=float(os.environ.get("CREATIONMIX_FAKE_STEP_DELAY", "0.05")),
                        banner="Fake service: images are flat colours (CREATIONMIX_FAKE_SERVICE=1).")
+
+
+def cmd_flags(args: argparse.Namespace) -> dict:
+    """What /sdapi/v1/cmd-flags reports: the flags, never the credentials."""
+    hidden = {"auth", "auth_file", "auth_pairs", "api_auth", "api_auth_pairs"}
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in hidden}
+
+
+def serve_api_only(service, args: argparse.Namespace, host: str, port: int) -> int:
+    from ..api.server import serve
+    print(f"CreationMix API running on http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/sdapi/v1 "
+          f"(docs: /docs)", flush=True)
+    try:
+        serve(service, host, port, credentials=args.api_auth_pairs or None, cmd_flags=cmd_flags(args))
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def try_share(blocks, host: str, port: int) -> str | None:
@@ -110,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     host = "0.0.0.0" if args.listen else "127.0.0.1"
     if args.share and not args.auth_pairs:
         print(SHARE_WARNING, flush=True)
-    port = args.port if args.port is not None else free_port(host, DEFAULT_PORT)
+    port = args.port if args.port is not None else free_port(host, API_PORT if args.nowebui else DEFAULT_PORT)
 
     from ..errors import CreationMixError
 
@@ -121,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
+    if args.nowebui:
+        return serve_api_only(service, args, host, port)
+
     from .app import CSS, HEAD, build_ui
 
     blocks, studio = build_ui(service)
@@ -130,7 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     blocks.launch(server_name=host, server_port=port, auth=args.auth_pairs or None,
                   auth_message="CreationMix: log in" if args.auth_pairs else None,
                   allowed_paths=[str(outputs), *studio.allowed_paths], share=False, prevent_thread_lock=True,
-                  show_error=True, ssr_mode=False, quiet=True, css=CSS, head=HEAD)
+                  show_error=True, ssr_mode=False, quiet=True, css=CSS, head=HEAD,
+                  app_kwargs={"docs_url": "/docs"} if args.api else None)
+    if args.api:
+        from ..api.server import mount
+        mount(blocks.server_app, service, credentials=args.api_auth_pairs or None, cmd_flags=cmd_flags(args))
     print(f"CreationMix running on http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
           + (" (listening on all interfaces)" if args.listen else ""), flush=True)
     if args.share:
