@@ -25,7 +25,7 @@ from .infotext import format_infotext
 from .models.loader import LoadedModel, load_checkpoint
 from .output import dated_folder, save_numbered_png
 from .params import GenerationParams
-from .paths import CHECKPOINT_EXTS, VAE_EXTS, Folders, list_files, resolve_file
+from .paths import Folders
 from .prompt.conditioning import build_conditioning
 from .prompt.embeddings import EmbeddingLibrary
 from .prompt.encoder import PromptEncoder
@@ -34,6 +34,8 @@ from .lora.manager import LoraManager
 from .lora.tags import extract_lora_tags
 from .sampling import SAMPLER_TABLE, ImageRNG, KDenoiser, sd15_alphas_cumprod
 from .jobs import Control, GenerationResult, ProgressEvent
+from .cfg import CFGModel, CFGState, stack_conds  # noqa: F401  (stack_conds re-exported)
+from .tome import apply_token_merging, hires_ratio
 
 log = logging.getLogger(__name__)
 
@@ -79,18 +81,13 @@ def to_uint8_images(decoded: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(a) for a in arr]
 
 
-def stack_conds(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """A1111's stack_conds: AND parts of unequal length are padded by repeating their last vector."""
-    n = max(t.shape[0] for t in tensors)
-    return torch.stack([t if t.shape[0] == n else torch.cat([t, t[-1:].repeat(n - t.shape[0], 1)]) for t in tensors])
-
-
 class Engine:
     """Owns the loaded model (one at a time) and runs generations. Not thread-safe: callers queue."""
 
     def __init__(self, folders: Folders, device: str | None = None, precision: str | None = None,
-                 tiled_vae: bool = False):
+                 tiled_vae: bool = False, default_checkpoint: str | None = None):
         self.folders = folders
+        self.default_checkpoint = default_checkpoint  # what a request without a checkpoint gets
         self.device = pick_device(device)
         self.dtype = pick_dtype(precision, self.device)
         self.tiled_vae = tiled_vae
@@ -108,9 +105,13 @@ class Engine:
         return self.folders.list_checkpoints()
 
     def list_vaes(self) -> list[Path]:
-        return list_files(self.folders.vae_dirs, VAE_EXTS)
+        return self.folders.list_vaes()
 
     def checkpoint_path(self, name: str | None) -> Path:
+        """The one "which checkpoint" rule: the name asked for; without one the default (configured, or the
+        user's last choice), else the loaded model, else the first one listed."""
+        if name is None:
+            name = self.default_checkpoint
         if name is None:
             if self.model is not None:
                 return self.model.path
@@ -119,12 +120,12 @@ class Engine:
                 dirs = ", ".join(str(d) for d in self.folders.checkpoint_dirs)
                 raise ModelError(f"no checkpoint found; put an SD 1.5 .safetensors file in {dirs}")
             return found[0]
-        return resolve_file(name, self.folders.checkpoint_dirs, CHECKPOINT_EXTS, "checkpoint")
+        return self.folders.resolve_checkpoint(name)
 
     def vae_path(self, name: str) -> Path | None:
         if name in ("Automatic", "None", ""):
             return None
-        return resolve_file(name, self.folders.vae_dirs, VAE_EXTS, "VAE")
+        return self.folders.resolve_vae(name)
 
     def load(self, checkpoint: str | None = None, vae: str = "Automatic") -> LoadedModel:
         path = self.checkpoint_path(checkpoint)
@@ -158,6 +159,7 @@ class Engine:
         model = self.load(params.checkpoint, params.vae)
 
         prompt, negative, lora_meta = self._apply_loras(params)
+        warnings = self.loras.active_warnings()
         cond = self._encode(prompt, negative, params, spec.total_steps(params.steps), None)
         hires_cond = None
         if params.enable_hires:
@@ -168,9 +170,10 @@ class Engine:
 
         meta = self._infotext_meta(model, lora_meta, cond)
         folder = dated_folder(outputs_dir or self.folders.outputs_dir)
-        denoiser = KDenoiser(self._unet_fn(model), sd15_alphas_cumprod().to(self.device))
+        denoiser = KDenoiser(self._unet_fn(model), self._alphas(params))
+        self._cfg_state = CFGState()
         self.timings = {"first": 0.0, "hires": 0.0, "decode": 0.0}
-        images, paths, seeds, infotexts, warnings = [], [], [], [], []
+        images, paths, seeds, infotexts = [], [], [], []
         interrupted = False
         for batch_no in range(params.batch_count):
             if control.interrupted.is_set():
@@ -193,13 +196,15 @@ class Engine:
             except Interrupted:
                 interrupted = True
                 break
+            applied = self._cfg_state.applied(params)
             for seed, image in zip(batch_seeds, batch_images):
-                text = format_infotext(params.replace(seed=seed), meta)
+                text = format_infotext(applied.replace(seed=seed), meta)
                 images.append(image)
                 seeds.append(seed)
                 infotexts.append(text)
                 if save:
                     paths.append(save_numbered_png(image, folder, seed, text))
+        apply_token_merging(model.unet, 0.0)
         return GenerationResult(paths=tuple(paths), seeds=tuple(seeds), infotexts=tuple(infotexts),
                                 images=tuple(images), interrupted=interrupted, warnings=tuple(warnings))
 
@@ -239,7 +244,8 @@ class Engine:
     def _first_pass(self, denoiser, spec, cond, params, seeds, control, report) -> torch.Tensor:
         shape = (4, params.height // 8, params.width // 8)
         rng = self._rng(params, shape, seeds)
-        plan = spec.plan(params.sampler_schedule, params.steps, denoiser)
+        plan = spec.plan(params.schedule, params.steps, denoiser, params=params)
+        apply_token_merging(self.model.unet, params.token_merging_ratio)
         x = plan.start(rng.first())  # A1111: noise * sigmas[0]
         return self._sample(plan, cond, params, x, rng, control, report, "first")
 
@@ -249,13 +255,18 @@ class Engine:
         latent = F.interpolate(latent, size=(height // 8, width // 8), mode=mode, antialias=antialias)
         # A1111 re-seeds every image with its own seed at the upscaled shape for the second pass.
         rng = self._rng(params, latent.shape[1:], seeds)
-        schedule = params.schedule if spec.name == params.sampler else "Automatic"
-        plan = spec.plan(schedule, params.hires_steps_effective, denoiser, denoise=params.denoising_strength)
+        # A1111: "Use same scheduler" is the first pass's schedule type, resolved for the hires sampler.
+        schedule = params.hires_schedule or params.schedule
+        plan = spec.plan(schedule, params.hires_steps_effective, denoiser, denoise=params.denoising_strength,
+                         params=params)
+        apply_token_merging(self.model.unet, hires_ratio(params.token_merging_ratio, params.token_merging_ratio_hr))
         x = plan.start(rng.first(), init=latent)
         return self._sample(plan, cond, params, x, rng, control, report, "hires")
 
     def _sample(self, plan, cond, params, x, rng, control, report, pass_name):
-        model_fn = self._cfg_model(plan.inner_model, cond, params.cfg_scale, x.shape[0])
+        model_fn = CFGModel(plan.inner_model, cond, params.cfg_scale * plan.spec.cfg_scale_multiplier, x.shape[0],
+                            s_min_uncond=params.s_min_uncond, empty=self._empty_cond(params),
+                            pad_v0=params.pad_conds_v0, state=self._cfg_state)
 
         def callback(i, total, x_i, denoised):
             report(i + 1, total, pass_name, denoised)
@@ -267,36 +278,17 @@ class Engine:
 
         return plan.run(model_fn, x, rng=rng, callback=callback, should_stop=should_stop)
 
-    def _cfg_model(self, denoiser, cond, cfg_scale: float, batch: int):
-        """A1111's CFGDenoiser: conds and uncond in one UNet call when their lengths match, else separately;
-        the schedule index counts model calls."""
-        calls = [0]
+    def _alphas(self, params: GenerationParams) -> torch.Tensor:
+        ac = sd15_alphas_cumprod()
+        if params.downcast_alphas_cumprod:  # A1111 < 1.7 / use_downcasted_alpha_bar: an fp16 alphas table
+            ac = ac.half()
+        return ac.to(self.device)
 
-        def model_fn(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            parts, uncond = cond.at(calls[0])
-            calls[0] += 1
-            c = stack_conds([p[0] for p, _ in parts])  # (n_parts, L, D)
-            n = len(parts)
-            sig = sigma.reshape(-1)
-            if sig.numel() == 1:
-                sig = sig.expand(batch)
-            x_c = x.repeat_interleave(n, dim=0)
-            s_c = sig.repeat_interleave(n)
-            c_c = c.repeat(batch, 1, 1)
-            u = uncond[0].unsqueeze(0).expand(batch, -1, -1)
-            if c.shape[1] == u.shape[1]:
-                out = denoiser(torch.cat([x_c, x]), torch.cat([s_c, sig]), cond=torch.cat([c_c, u]))
-                out_c, out_u = out[: batch * n], out[batch * n:]
-            else:
-                out_c = denoiser(x_c, s_c, cond=c_c)
-                out_u = denoiser(x, sig, cond=u)
-            denoised = out_u.clone()
-            for i in range(batch):
-                for j, (_, weight) in enumerate(parts):
-                    denoised[i] += (out_c[i * n + j] - out_u[i]) * (weight * cfg_scale)
-            return denoised
-
-        return model_fn
+    def _empty_cond(self, params: GenerationParams):
+        """A1111's cond_stage_model_empty_prompt (what "Pad conds" pads with), encoded only when needed."""
+        if not params.pad_conds:
+            return None
+        return lambda: self.encoder.encode("", params.clip_skip, params.emphasis)
 
     def _unet_fn(self, model: LoadedModel):
         unet, dtype = model.unet, model.dtype

@@ -35,3 +35,7 @@ class Interrupted(CreationMixError):
 
 class QueueFull(CreationMixError):
     """The generation queue already holds as many waiting jobs as it may; nothing was started."""
+
+
+class WriteError(CreationMixError, OSError):
+    """A file could not be written (read-only folder, disk full, ...). Nothing half-written is left behind."""

@@ -76,10 +76,10 @@ def test_recipe_request_is_the_preset():
     ({"styles": ["anime"]}, "styles"),
     ({"subseed_strength": 0.5}, "subseed_strength"),
     ({"seed_resize_from_w": 320, "seed_resize_from_h": 256}, "seed_resize_from_w"),
-    ({"sampler_name": "DDIM", "eta": 1.0}, "eta"),
-    ({"sampler_name": "Euler", "s_churn": 0.5}, "s_churn"),
-    ({"sampler_name": "Euler a", "s_noise": 0.9}, "s_noise"),
-    ({"s_min_uncond": 0.2}, "s_min_uncond"),
+    ({"sampler_name": "Euler a", "eta": 1.5}, "eta"),
+    ({"sampler_name": "Euler", "s_churn": 200}, "s_churn"),
+    ({"sampler_name": "Euler", "s_noise": 2}, "s_noise"),
+    ({"s_min_uncond": 20}, "s_min_uncond"),
     ({"script_name": "x/y/z plot"}, "script_name"),
     ({"alwayson_scripts": {"ControlNet": {"args": []}}}, "alwayson_scripts"),
     ({"override_settings": {"eta_noise_seed_delta": 31337}}, "override_settings.eta_noise_seed_delta"),
@@ -90,7 +90,7 @@ def test_recipe_request_is_the_preset():
     ({"sampler_name": "Euler z"}, "sampler_name"),
     ({"scheduler": "sgm_nonsense"}, "scheduler"),
     ({"override_settings": {"CLIP_stop_at_last_layers": 13}}, "CLIP_stop_at_last_layers"),
-    ({"enable_hr": True, "hr_scheduler": "Exponential", "sampler_name": "Euler"}, "hr_scheduler"),
+    ({"enable_hr": True, "hr_scheduler": "nonsense"}, "hr_scheduler"),
     ({"infotext": "no parameters here"}, "infotext"),
 ])
 def test_values_that_would_change_pixels_are_refused_with_the_field_named(body, field):
@@ -99,11 +99,23 @@ def test_values_that_would_change_pixels_are_refused_with_the_field_named(body, 
     assert e.value.status == 422 and e.value.field == field, e.value.detail
 
 
+def test_sampler_options_reach_the_sampler_that_reads_them():
+    # A1111's request eta is eta_ancestral for k-diffusion samplers and eta_ddim for DDIM; others ignore it.
+    p, _ = to_params({"sampler_name": "DDIM", "eta": 0.5})
+    assert (p.eta_ddim, p.eta) == (0.5, 1.0)
+    p, _ = to_params({"sampler_name": "Euler a", "eta": 0.5, "s_noise": 0.9})
+    assert (p.eta, p.eta_ddim, p.s_noise) == (0.5, 0.0, 0.9)
+    p, _ = to_params({"sampler_name": "Euler", "s_churn": 0.5, "s_tmin": 0.1})
+    assert (p.s_churn, p.s_tmin) == (0.5, 0.1)
+    p, _ = to_params(dict(WEBUIAPI_DEFAULTS, sampler_name="DDIM"))  # webuiapi's eta=1.0 is A1111's eta 1 too
+    assert p.eta_ddim == 1.0
+    p, _ = to_params({"enable_hr": True, "hr_scheduler": "exponential", "sampler_name": "Euler"})
+    assert p.hires_schedule == "Exponential"
+
+
 def test_neutral_values_of_unimplemented_fields_are_accepted():
-    # A1111 ignores eta for samplers without it, churn without churn samplers, subseed at strength 0.
-    for body in ({"sampler_name": "DPM++ 2M", "eta": 0.3}, {"sampler_name": "Euler a", "eta": 1.0},
-                 {"sampler_name": "DDIM", "eta": 0}, {"sampler_name": "DPM++ 2M", "s_churn": 0.4},
-                 {"subseed": 1234, "subseed_strength": 0}, {"seed_resize_from_w": 512, "seed_resize_from_h": 512},
+    # A1111 ignores subseed at strength 0, seed resize to the image's own size, and the "off" values.
+    for body in ({"sampler_name": "DPM++ 2M", "eta": 0.3}, {"subseed": 1234, "subseed_strength": 0}, {"seed_resize_from_w": 512, "seed_resize_from_h": 512},
                  {"seed_resize_from_w": -1, "seed_resize_from_h": -1}, {"styles": []}, {"restore_faces": False},
                  {"hr_additional_modules": ["Use same choices"]}, {"scheduler": "Automatic"}):
         to_params(body)
@@ -255,7 +267,9 @@ def test_listings(client):
     models = client.get("/sdapi/v1/sd-models").json()
     assert sorted(m["model_name"] for m in models) == ["tiny", "tiny2"]
     assert {s["name"] for s in client.get("/sdapi/v1/samplers").json()} >= {"Euler a", "DPM++ 2M"}
-    assert [s["label"] for s in client.get("/sdapi/v1/schedulers").json()][:2] == ["Automatic", "Karras"]
+    scheds = {s["name"]: s for s in client.get("/sdapi/v1/schedulers").json()}
+    assert scheds["karras"]["label"] == "Karras" and scheds["karras"]["default_rho"] == 7.0
+    assert scheds["sgm_uniform"]["label"] == "SGM Uniform"
     assert client.get("/sdapi/v1/latent-upscale-modes").json()[0] == {"name": "Latent"}
     assert client.get("/sdapi/v1/scripts").json() == {"txt2img": [], "img2img": []}
     assert "ram" in client.get("/sdapi/v1/memory").json()

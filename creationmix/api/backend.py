@@ -86,17 +86,16 @@ class Backend:
         return _rel(Path(model.path), self.folders.checkpoint_dirs)
 
     def default_checkpoint(self) -> str | None:
-        cur = self.current_checkpoint() or getattr(self.service, "default_checkpoint", None)
+        """What a request without a checkpoint gets: the service's selection, the loaded one, else the first."""
+        cur = self.service.selected_checkpoint() or self.current_checkpoint()
         if cur:
             return cur
         names = self.service.list_checkpoints()
         return names[0] if names else None
 
     def load_model(self, checkpoint: str | None, vae: str) -> None:
+        """Load now (in the queue) and make it the service's selected checkpoint."""
         self.service.load_model(checkpoint, vae)
-
-    def set_default_checkpoint(self, name: str) -> None:
-        self.service.default_checkpoint = name
 
     # -- LoRAs and embeddings -------------------------------------------------------------------------------------
     def loras(self, refresh: bool = False) -> list:
@@ -119,8 +118,8 @@ class Backend:
         return out
 
     # -- generation -----------------------------------------------------------------------------------------------
-    def generate(self, params, *, save: bool, control):
-        return self.service.generate(params, control=control, save=save)
+    def generate(self, params, *, save: bool, control, select: bool = True):
+        return self.service.generate(params, control=control, save=save, select=select)
 
     def run_previews(self, preset_id: str, **kw):
         return self.service.run_lora_previews(preset_id, **kw)

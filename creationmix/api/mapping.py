@@ -14,16 +14,12 @@ from typing import Any, Callable
 
 from ..errors import InfotextError, InvalidParameter
 from ..params import SCHEDULES, GenerationParams
+from ..sampler_options import CHURN_SAMPLERS, ETA_DDIM_SAMPLERS, ETA_SAMPLERS, S_NOISE_SAMPLERS
 from .errors import ApiError
 
 GP_FIELDS = frozenset(GenerationParams.field_names())
 
-# A1111 knowledge about which samplers read eta / churn (k-diffusion function signatures), used only while
-# GenerationParams has no such field: it decides whether a sent value would have changed A1111's pixels.
-ETA_DEFAULT = {"Euler a": 1.0, "DPM2 a": 1.0, "DPM++ 2S a": 1.0, "DPM++ SDE": 1.0, "DPM++ 2M SDE": 1.0,
-               "DPM++ 2M SDE Heun": 1.0, "DPM++ 3M SDE": 1.0, "Restart": 1.0, "DDIM": 0.0, "DDIM CFG++": 0.0}
-CHURN_SAMPLERS = frozenset({"Euler", "Heun", "DPM2"})
-S_NOISE_SAMPLERS = CHURN_SAMPLERS | (frozenset(ETA_DEFAULT) - {"DDIM", "DDIM CFG++"})
+# Which samplers read eta / churn / s_noise: sampler_options, the sampling code's own table.
 
 SAME_SAMPLER = ("", "Use same sampler")
 SAME_SCHEDULER = ("", "Use same scheduler")
@@ -57,7 +53,21 @@ def _is_none_or(*values):
 
 
 def _eta_neutral(v, c: Ctx) -> bool:
-    return v is None or all(s not in ETA_DEFAULT or ETA_DEFAULT[s] == v for s in c.samplers)
+    return v is None or all((s not in ETA_SAMPLERS or v == 1.0) and (s not in ETA_DDIM_SAMPLERS or v == 0)
+                            for s in c.samplers)
+
+
+def eta_fields(v, samplers) -> dict[str, float]:
+    """A1111's request `eta` is the eta of whichever sampler runs: eta_ancestral for k-diffusion's ancestral/SDE
+    samplers, eta_ddim for DDIM; samplers without eta ignore it (as in A1111)."""
+    if v is None:
+        return {}
+    out = {}
+    if any(s in ETA_SAMPLERS for s in samplers):
+        out["eta"] = v
+    if any(s in ETA_DDIM_SAMPLERS for s in samplers):
+        out["eta_ddim"] = v
+    return out
 
 
 def _churn(c: Ctx) -> float:
@@ -126,6 +136,8 @@ ROWS: tuple[Row, ...] = (
     Row("s_noise", "s_noise", _keep,
         neutral=lambda v, c: v in (None, 1, 1.0) or not (set(c.samplers) & (S_NOISE_SAMPLERS - CHURN_SAMPLERS))
         and not _churn(c), allowed="1 or null"),
+    Row("hr_scheduler", "hires_schedule", lambda v, c: None if v in (None, *SAME_SCHEDULER)
+        else resolve_scheduler(v, "hr_scheduler")),
     Row("s_min_uncond", "s_min_uncond", _keep, neutral=_is_none_or(0, 0.0), allowed="0 or null"),
     # A1111 features CreationMix does not have: only their "off" values are accepted.
     Row("restore_faces", neutral=_is_none_or(False), allowed="false (face restoration is not supported)"),
@@ -158,7 +170,7 @@ INFOTEXT_EXTRA_TO_REQUEST: dict[str, str] = {
 INFOTEXT_EXTRA_TO_OPTION = {"ENSD": "eta_noise_seed_delta"}
 
 
-def resolve_scheduler(name: str | None) -> str:
+def resolve_scheduler(name: str | None, field: str = "scheduler") -> str:
     """A1111 accepts a scheduler's name (`karras`, `sgm_uniform`) or its label (`Karras`, `SGM Uniform`)."""
     if name in (None, ""):
         return "Automatic"
@@ -167,7 +179,7 @@ def resolve_scheduler(name: str | None) -> str:
         if label.lower() == key:
             return label
     raise ApiError(422, f"unknown scheduler {name!r}; valid: {', '.join(scheduler_name(s) for s in SCHEDULES)} "
-                        f"(or their labels: {', '.join(SCHEDULES)})", field="scheduler")
+                        f"(or their labels: {', '.join(SCHEDULES)})", field=field)
 
 
 def scheduler_name(label: str) -> str:
@@ -264,15 +276,17 @@ def to_params(req, options: dict[str, Any], resolve: Callable[[str, Any], Any]) 
     except InvalidParameter as e:
         raise ApiError(422, str(e), field="sampler_name" if values["sampler_name"] else "sampler_index") from e
 
+    hsampler = _hires_sampler(values.get("hr_sampler_name"), None) if use("hr_sampler_name") else base.hires_sampler
     for row in ROWS:
         if not use(row.request):
             continue
         value = values.get(row.request)
-        if row.applies and value is not None:
+        if row.request == "eta" and row.applies:
+            fields.update(eta_fields(value, [fields["sampler"], hsampler or fields["sampler"]]))
+        elif row.applies and value is not None:
             converted = row.convert(value, None)
             if converted is not None:
                 fields[row.target] = converted
-    hsampler = fields.get("hires_sampler", base.hires_sampler)
     ctx = Ctx({**values, "_checkpoint": fields.get("checkpoint", base.checkpoint)},
               tuple(s for s in (fields["sampler"], hsampler) if s))
     for row in ROWS:
@@ -282,15 +296,6 @@ def to_params(req, options: dict[str, Any], resolve: Callable[[str, Any], Any]) 
         if not row.neutral(value, ctx):
             what = "is not supported" if row.target is None else "is not supported yet"
             raise ApiError(422, f"{row.request} {value!r} {what}; allowed: {row.allowed}", field=row.request)
-
-    hr_sched = values.get("hr_scheduler")
-    if use("hr_scheduler") and hr_sched not in (None, *SAME_SCHEDULER):
-        hs = resolve_scheduler(hr_sched)
-        # The engine runs the hires pass on the first pass's schedule (same sampler), else on Automatic.
-        runs = fields["schedule"] if hsampler in (None, fields["sampler"]) else "Automatic"
-        if hs != runs:
-            raise ApiError(422, f"hr_scheduler {hr_sched!r} is not supported yet: the hires pass runs on "
-                                f"{runs!r}; send null or 'Use same scheduler'", field="hr_scheduler")
 
     # A1111 < 1.6's firstphase_*: the first pass at that size, the hires pass to width x height.
     fw, fh = values.get("firstphase_width") or 0, values.get("firstphase_height") or 0

@@ -72,8 +72,7 @@ class Options:
     def settable(self) -> dict[str, Any]:
         with self._lock:
             values = dict(self._values)
-        if values["sd_model_checkpoint"] is None:
-            values["sd_model_checkpoint"] = self.backend.default_checkpoint()
+        values["sd_model_checkpoint"] = self.backend.default_checkpoint()
         return values
 
     def read_only(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -120,6 +119,6 @@ class Options:
         if load and ("sd_model_checkpoint" in new or "sd_vae" in new):
             ckpt = new.get("sd_model_checkpoint", current["sd_model_checkpoint"])
             self.backend.load_model(ckpt, new.get("sd_vae", current["sd_vae"]))
-            self.backend.set_default_checkpoint(ckpt)
+        new.pop("sd_model_checkpoint", None)  # the service's selection is the one source (UI and API alike)
         with self._lock:
             self._values.update(new)

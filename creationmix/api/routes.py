@@ -26,6 +26,7 @@ from .. import __version__
 from ..errors import CreationMixError, InvalidParameter, QueueFull
 from ..jobs import Control
 from ..params import DEFAULT_SCHEDULE, LATENT_UPSCALERS, SCHEDULES, UPSCALERS, GenerationParams
+from ..sampler_options import SCHEDULE_DEFAULT_RHO
 from . import mapping
 from .backend import Backend, memory
 from .errors import ApiError, error_body, status_of
@@ -238,8 +239,7 @@ def _lora_metadata(meta: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-SCHEDULER_FACTS = {"Karras": {"default_rho": 7.0}, "Uniform": {"need_inner_model": True},
-                   "SGM Uniform": {"need_inner_model": True}, "Polyexponential": {"default_rho": 1.0}}
+NEEDS_INNER_MODEL = frozenset({"Uniform", "SGM Uniform"})  # A1111 Scheduler.need_inner_model
 
 
 def create_router(service, *, credentials: Sequence[tuple[str, str]] | None = None,
@@ -262,8 +262,10 @@ def create_router(service, *, credentials: Sequence[tuple[str, str]] | None = No
     def txt2img(req: Txt2ImgRequest):
         params, effective = mapping.to_params(req, options.for_request(), resolve)
         started = time.time()
-        result = backend.generate(params, save=bool(req.save_images), control=Control())
-        if req.override_settings and req.override_settings_restore_afterwards is False:
+        keep = req.override_settings_restore_afterwards is False
+        one_off = "sd_model_checkpoint" in (req.override_settings or {}) and not keep
+        result = backend.generate(params, save=bool(req.save_images), control=Control(), select=not one_off)
+        if req.override_settings and keep:
             options.update({k: v for k, v in req.override_settings.items() if k in mapping.OPTION_TARGETS},
                            load=False)
         images = [encode_png(im, text) for im, text in zip(result.images, result.infotexts)] \
@@ -327,8 +329,8 @@ def create_router(service, *, credentials: Sequence[tuple[str, str]] | None = No
     @router.get(f"{sd}/schedulers", tags=["sdapi"])
     def schedulers():
         return [{"name": mapping.scheduler_name(s), "label": s, "aliases": None,
-                 "default_rho": SCHEDULER_FACTS.get(s, {}).get("default_rho", -1.0),
-                 "need_inner_model": SCHEDULER_FACTS.get(s, {}).get("need_inner_model", False)} for s in SCHEDULES]
+                 "default_rho": SCHEDULE_DEFAULT_RHO.get(s, -1.0),
+                 "need_inner_model": s in NEEDS_INNER_MODEL} for s in SCHEDULES]
 
     @router.get(f"{sd}/upscalers", tags=["sdapi"])
     def upscalers():

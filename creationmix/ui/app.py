@@ -17,6 +17,7 @@ from ..params import (EMPHASIS_MODES, PROMPT_SYNTAXES, RNG_SOURCES, SAMPLERS, SC
 from ..jobs import Control
 from ..service_api import ServiceAPI
 from . import handlers as h
+from .advanced_sampling import add_advanced_sampling
 from .fields import FIELD_NAMES, SAME_SAMPLER
 
 MAX_LORA_SLIDERS = 8
@@ -96,17 +97,18 @@ class Studio:
                     self._generate_tab(d, checkpoints)
                 with gr.Tab("PNG Info", id="pnginfo", elem_id="cm_tab_pnginfo"):
                     self._pnginfo_tab()
-                if hasattr(svc, "run_lora_previews"):  # the fake service of the handler tests has no engine jobs
-                    with gr.Tab("LoRA previews", id="previews", elem_id="cm_tab_previews"):
-                        from .previews_tab import PreviewsTab
-                        PreviewsTab(svc, allow=self.allow).build()
+                with gr.Tab("LoRA previews", id="previews", elem_id="cm_tab_previews"):
+                    from .previews_tab import PreviewsTab
+                    PreviewsTab(svc, allow=self.allow).build()
             self._wire()
         return demo
 
     def _generate_tab(self, d: GenerationParams, checkpoints: list[str]) -> None:
         f = self.f
         with gr.Row(equal_height=True):
-            f["checkpoint"] = gr.Dropdown(checkpoints, value=checkpoints[0] if checkpoints else None,
+            selected = self.service.selected_checkpoint()
+            first = selected if selected in checkpoints else (checkpoints[0] if checkpoints else None)
+            f["checkpoint"] = gr.Dropdown(checkpoints, value=first,
                                           label="Stable Diffusion checkpoint", elem_id="cm_checkpoint", scale=4)
             self.refresh_ckpt = gr.Button("🔄", elem_classes="cm-tool", elem_id="cm_refresh_checkpoint", scale=0)
             f["vae"] = gr.Dropdown(self._vae_choices(), value=d.vae, label="SD VAE", elem_id="cm_vae", scale=3)
@@ -216,6 +218,7 @@ class Studio:
                                      elem_id="cm_emphasis")
             f["prompt_syntax"] = gr.Radio(list(PROMPT_SYNTAXES), value=d.prompt_syntax, label="Prompt syntax",
                                           elem_id="cm_prompt_syntax")
+        add_advanced_sampling(f, d)
         missing = set(FIELD_NAMES) - set(f)
         assert not missing, f"no widget for {missing}"
 
