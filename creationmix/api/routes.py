@@ -177,7 +177,7 @@ def progress_body(queue, skip_current_image: bool) -> dict[str, Any]:
     if job is None:
         return {"progress": 0.0, "eta_relative": 0.0, "state": idle_state, "current_image": None, "textinfo": None}
     ev = job.event
-    if job.kind == "previews" or job.kind == "sweep":
+    if job.kind in ("previews", "sweep", "plot"):  # jobs of many images report JobProgress
         job_count = max(job.images_total, 1)
         job_no = job.images_done
     else:
