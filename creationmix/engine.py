@@ -180,15 +180,18 @@ class Engine:
                 interrupted = True
                 break
             control.skipped.clear()
-            batch_seeds = [params.seed + batch_no * params.batch_size + i for i in range(params.batch_size)]
+            # A1111: seed + i per image, or with a variation strength one seed and variation seed + i.
+            image_seeds = [params.image_seeds(batch_no * params.batch_size + i) for i in range(params.batch_size)]
+            batch_seeds, batch_subseeds = [s for s, _ in image_seeds], [v for _, v in image_seeds]
             report = self._reporter(progress, batch_no, params.batch_count, preview_every)
             try:
                 with self._timed("first"):
-                    latent = self._first_pass(denoiser, spec, cond, params, batch_seeds, control, report)
+                    latent = self._first_pass(denoiser, spec, cond, params, batch_seeds, control, report,
+                                              subseeds=batch_subseeds)
                 if params.enable_hires:
                     with self._timed("hires"):
                         latent = self._hires_pass(denoiser, hires_spec, hires_cond, params, latent, batch_seeds,
-                                                  control, report)
+                                                  control, report, subseeds=batch_subseeds)
                 with self._timed("decode"):
                     batch_images = self._decode(model, latent, warnings)
             except _Skipped:
@@ -197,8 +200,8 @@ class Engine:
                 interrupted = True
                 break
             applied = self._cfg_state.applied(params)
-            for seed, image in zip(batch_seeds, batch_images):
-                text = format_infotext(applied.replace(seed=seed), meta)
+            for seed, subseed, image in zip(batch_seeds, batch_subseeds, batch_images):
+                text = format_infotext(applied.replace(seed=seed, subseed=subseed), meta)
                 images.append(image)
                 seeds.append(seed)
                 infotexts.append(text)
@@ -238,23 +241,28 @@ class Engine:
         return build_conditioning(self.encoder, prompt, negative, steps, clip_skip=params.clip_skip,
                                   emphasis=params.emphasis, hires_steps=hires_steps, syntax=params.prompt_syntax)
 
-    def _rng(self, params: GenerationParams, shape, seeds) -> ImageRNG:
-        return ImageRNG(shape, seeds, device=self.device, source=params.rng)
+    def _rng(self, params: GenerationParams, shape, seeds, subseeds=None) -> ImageRNG:
+        return ImageRNG(shape, seeds, device=self.device, source=params.rng,
+                        eta_noise_seed_delta=params.eta_noise_seed_delta, subseeds=subseeds,
+                        subseed_strength=params.subseed_strength, seed_resize_from_h=params.seed_resize_from_h,
+                        seed_resize_from_w=params.seed_resize_from_w)
 
-    def _first_pass(self, denoiser, spec, cond, params, seeds, control, report) -> torch.Tensor:
+    def _first_pass(self, denoiser, spec, cond, params, seeds, control, report, subseeds=None) -> torch.Tensor:
         shape = (4, params.height // 8, params.width // 8)
-        rng = self._rng(params, shape, seeds)
+        rng = self._rng(params, shape, seeds, subseeds)
         plan = spec.plan(params.schedule, params.steps, denoiser, params=params)
         apply_token_merging(self.model.unet, params.token_merging_ratio)
         x = plan.start(rng.first())  # A1111: noise * sigmas[0]
         return self._sample(plan, cond, params, x, rng, control, report, "first")
 
-    def _hires_pass(self, denoiser, spec, cond, params, latent, seeds, control, report) -> torch.Tensor:
+    def _hires_pass(self, denoiser, spec, cond, params, latent, seeds, control, report,
+                    subseeds=None) -> torch.Tensor:
         width, height = params.hires_size
         mode, antialias = LATENT_MODES[params.hires_upscaler]
         latent = F.interpolate(latent, size=(height // 8, width // 8), mode=mode, antialias=antialias)
-        # A1111 re-seeds every image with its own seed at the upscaled shape for the second pass.
-        rng = self._rng(params, latent.shape[1:], seeds)
+        # A1111 re-seeds every image with its own seed at the upscaled shape for the second pass (variation
+        # and seed resize included).
+        rng = self._rng(params, latent.shape[1:], seeds, subseeds)
         # A1111: "Use same scheduler" is the first pass's schedule type, resolved for the hires sampler.
         schedule = params.hires_schedule or params.schedule
         plan = spec.plan(schedule, params.hires_steps_effective, denoiser, denoise=params.denoising_strength,

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from .errors import InfotextError, InvalidParameter
-from .params import TIMESTEP_SAMPLERS, GenerationParams, resolve_schedule
+from .params import SAMPLERS_USING_ENSD, TIMESTEP_SAMPLERS, GenerationParams, resolve_schedule
 from .sampler_options import OPTION_KEYS, applied_options
 
 # Verbatim from A1111 modules/infotext_utils.py.
@@ -42,6 +42,7 @@ PARAM_KEYS = frozenset({
     "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Denoising strength", "Clip skip", "RNG",
     "Hires upscale", "Hires resize", "Hires steps", "Hires upscaler", "Hires sampler", "Hires prompt",
     "Hires negative prompt", "Emphasis", "Prompt syntax", "Hires schedule type",
+    "Variation seed", "Variation seed strength", "Seed resize from", "ENSD",
 }) | frozenset(key for key, _ in OPTION_KEYS.values())
 _HIRES_MARKERS = ("Hires upscale", "Hires resize", "Hires steps", "Hires upscaler")
 
@@ -99,10 +100,13 @@ def format_infotext(params: GenerationParams, meta: Mapping[str, str] | None = N
         ("Size", f"{p.width}x{p.height}"),
     ]
     pairs += [(k, meta[k]) for k in META_BEFORE_DENOISE if k in meta]
+    pairs += _seed_extra_pairs(p)
     if p.enable_hires:
         pairs.append(("Denoising strength", format_number(p.denoising_strength)))
     if p.clip_skip > 1:
         pairs.append(("Clip skip", str(p.clip_skip)))
+    if _uses_ensd(p):
+        pairs.append(("ENSD", str(p.eta_noise_seed_delta)))
     if p.rng != "GPU":
         pairs.append(("RNG", p.rng))
     if p.enable_hires:
@@ -146,6 +150,24 @@ def format_infotext(params: GenerationParams, meta: Mapping[str, str] | None = N
 
 def format_option(value) -> str:
     return str(value) if isinstance(value, bool) else format_number(value)
+
+
+def _seed_extra_pairs(p: GenerationParams) -> list[tuple[str, str]]:
+    pairs = []
+    if p.uses_variation:
+        pairs += [("Variation seed", str(p.subseed)), ("Variation seed strength", format_number(p.subseed_strength))]
+    if p.uses_seed_resize:
+        pairs.append(("Seed resize from", f"{p.seed_resize_from_w}x{p.seed_resize_from_h}"))
+    return pairs
+
+
+def _uses_ensd(p: GenerationParams) -> bool:
+    """A1111 writes ENSD only for samplers it changes (uses_ensd). It looks at the first-pass sampler only; a
+    hires sampler that draws ancestral noise is changed by ENSD too, so we write it then as well."""
+    if not p.eta_noise_seed_delta:
+        return False
+    samplers = {p.sampler} | ({p.hires_sampler or p.sampler} if p.enable_hires else set())
+    return bool(samplers & SAMPLERS_USING_ENSD)
 
 
 # -- reading --------------------------------------------------------------------------------------------------
@@ -229,6 +251,9 @@ _CONVERT = {
     "Denoising strength": ("denoising_strength", _float),
     "Clip skip": ("clip_skip", _int),
     "RNG": ("rng", lambda k, v: v.strip()),
+    "Variation seed": ("subseed", _int),
+    "Variation seed strength": ("subseed_strength", _float),
+    "ENSD": ("eta_noise_seed_delta", _int),
     "Hires upscale": ("hires_scale", _float),
     "Hires steps": ("hires_steps", _int),
     "Hires upscaler": ("hires_upscaler", lambda k, v: v.strip()),
@@ -281,6 +306,9 @@ def parse_infotext(text: str) -> ParsedInfotext:
     if "Hires resize" in raw:
         rx, ry = _size("Hires resize", raw["Hires resize"])
         groups["Hires resize"] = {"hires_resize_x": rx, "hires_resize_y": ry}
+    if "Seed resize from" in raw:
+        rw, rh = _size("Seed resize from", raw["Seed resize from"])
+        groups["Seed resize from"] = {"seed_resize_from_w": rw, "seed_resize_from_h": rh}
     for key, (name, conv) in _CONVERT.items():
         if key in raw:
             groups[key] = {name: conv(key, raw[key])}

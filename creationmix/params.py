@@ -87,11 +87,15 @@ LATENT_UPSCALERS: tuple[str, ...] = (
     "Latent (nearest-exact)",
 )
 UPSCALERS = LATENT_UPSCALERS
-RNG_SOURCES: tuple[str, ...] = ("GPU", "CPU")
+RNG_SOURCES: tuple[str, ...] = ("GPU", "CPU", "NV")
 EMPHASIS_MODES: tuple[str, ...] = ("Original", "No norm", "None")
 PROMPT_SYNTAXES: tuple[str, ...] = ("A1111", "Compel")
 
 MAX_SEED = 4294967294
+MAX_ENSD = 4294967295
+# A1111's samplers whose infotext carries ENSD (sampler option `uses_ensd`: they draw ancestral noise after the
+# first noise, which is where the generators are re-seeded with seed + ENSD).
+SAMPLERS_USING_ENSD = frozenset({"Euler a", "DPM2 a", "DPM++ 2S a", "DPM fast", "DPM adaptive"})
 
 
 def _lookup(table: dict[str, tuple[str, ...]], name: str) -> str | None:
@@ -188,6 +192,12 @@ class GenerationParams:
     schedule: str = "Automatic"
     cfg_scale: float = 7.0
     seed: int = -1
+    # A1111's variation seed ("Extra"), seed resize and eta noise seed delta (ENSD); 0 strength / 0 sizes: off.
+    subseed: int = -1
+    subseed_strength: float = 0.0
+    seed_resize_from_w: int = 0
+    seed_resize_from_h: int = 0
+    eta_noise_seed_delta: int = 0
     width: int = 512
     height: int = 512
     batch_size: int = 1
@@ -253,13 +263,17 @@ class GenerationParams:
             hires_schedule = None  # the same as "use the first pass's schedule type"
         object.__setattr__(self, "hires_schedule", hires_schedule)
         object.__setattr__(self, "extra", tuple((str(k), str(v)) for k, v in self.extra))
+        for name in ("seed_resize_from_w", "seed_resize_from_h"):
+            if getattr(self, name) == -1:  # A1111's API default for "off"
+                object.__setattr__(self, name, 0)
         self._validate()
 
     def _validate(self) -> None:
         _check_size("width", self.width)
         _check_size("height", self.height)
         for name in ("steps", "batch_size", "batch_count", "clip_skip", "seed", "hires_steps",
-                     "hires_resize_x", "hires_resize_y"):
+                     "hires_resize_x", "hires_resize_y", "subseed", "seed_resize_from_w", "seed_resize_from_h",
+                     "eta_noise_seed_delta"):
             if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
                 raise InvalidParameter(f"{name} must be a whole number, got {getattr(self, name)!r}")
         _check_range("steps", self.steps, 1, 150)
@@ -269,6 +283,7 @@ class GenerationParams:
         _check_range("clip skip", self.clip_skip, 1, 12)
         _check_range("seed", self.seed, -1, MAX_SEED)
         _check_choice("RNG source", self.rng, RNG_SOURCES)
+        self._validate_seed_extras()
         _check_choice("emphasis mode", self.emphasis, EMPHASIS_MODES)
         _check_choice("prompt syntax", self.prompt_syntax, PROMPT_SYNTAXES)
         _check_choice("hires upscaler", self.hires_upscaler, UPSCALERS)
@@ -295,6 +310,17 @@ class GenerationParams:
             for name, v in zip(("hires width", "hires height"), self.hires_size):
                 if not 64 <= v // 8 * 8 <= 4096:
                     raise InvalidParameter(f"{name} must end up between 64 and 4096, got {v}")
+
+    def _validate_seed_extras(self) -> None:
+        _check_range("variation seed", self.subseed, -1, MAX_SEED)
+        _check_range("variation seed strength", self.subseed_strength, 0, 1)
+        _check_range("eta noise seed delta (ENSD)", self.eta_noise_seed_delta, 0, MAX_ENSD)
+        w, h = self.seed_resize_from_w, self.seed_resize_from_h
+        for name, v in (("seed resize from width", w), ("seed resize from height", h)):
+            if v and not 64 <= v <= 4096:
+                raise InvalidParameter(f"{name} must be 0 (off) or between 64 and 4096, got {v!r}")
+        if bool(w) != bool(h):
+            raise InvalidParameter(f"seed resize from needs both a width and a height (or neither), got {w}x{h}")
 
     # -- derived values -------------------------------------------------------------------------------------
     @property
@@ -323,11 +349,29 @@ class GenerationParams:
     def replace(self, **changes) -> "GenerationParams":
         return dataclasses.replace(self, **changes)
 
+    @property
+    def uses_variation(self) -> bool:
+        return self.subseed_strength != 0
+
+    @property
+    def uses_seed_resize(self) -> bool:
+        return self.seed_resize_from_w > 0 and self.seed_resize_from_h > 0
+
+    def image_seeds(self, index: int) -> tuple[int, int]:
+        """(seed, variation seed) of image `index` of the job, as A1111 numbers them: seed + index, or with a
+        variation strength the same seed for every image and variation seed + index."""
+        if self.uses_variation:
+            return self.seed, self.subseed + index
+        return self.seed + index, self.subseed
+
     def with_seed_resolved(self, rand: random.Random | None = None) -> "GenerationParams":
-        """-1 draws a random seed in [0, 4294967294] as A1111 does."""
-        if self.seed != -1:
-            return self
-        return self.replace(seed=(rand or random).randint(0, MAX_SEED))
+        """-1 draws a random seed in [0, 4294967294] as A1111 does (the variation seed too, when it is used)."""
+        changes = {}
+        if self.seed == -1:
+            changes["seed"] = (rand or random).randint(0, MAX_SEED)
+        if self.subseed == -1 and self.uses_variation:
+            changes["subseed"] = (rand or random).randint(0, MAX_SEED)
+        return self.replace(**changes) if changes else self
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

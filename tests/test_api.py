@@ -74,15 +74,13 @@ def test_recipe_request_is_the_preset():
     ({"restore_faces": True}, "restore_faces"),
     ({"tiling": True}, "tiling"),
     ({"styles": ["anime"]}, "styles"),
-    ({"subseed_strength": 0.5}, "subseed_strength"),
-    ({"seed_resize_from_w": 320, "seed_resize_from_h": 256}, "seed_resize_from_w"),
+    ({"subseed_strength": 1.5}, "subseed_strength"),
     ({"sampler_name": "Euler a", "eta": 1.5}, "eta"),
     ({"sampler_name": "Euler", "s_churn": 200}, "s_churn"),
     ({"sampler_name": "Euler", "s_noise": 2}, "s_noise"),
     ({"s_min_uncond": 20}, "s_min_uncond"),
     ({"script_name": "x/y/z plot"}, "script_name"),
     ({"alwayson_scripts": {"ControlNet": {"args": []}}}, "alwayson_scripts"),
-    ({"override_settings": {"eta_noise_seed_delta": 31337}}, "override_settings.eta_noise_seed_delta"),
     ({"override_settings": {"sd_hypernetwork": "x"}}, "override_settings"),
     ({"steps": 0}, "steps"),
     ({"n_iter": 0}, "n_iter"),
@@ -97,6 +95,13 @@ def test_values_that_would_change_pixels_are_refused_with_the_field_named(body, 
     with pytest.raises(ApiError) as e:
         to_params(body)
     assert e.value.status == 422 and e.value.field == field, e.value.detail
+
+
+def test_seed_fields_are_applied():
+    p, _ = to_params({"subseed": 9, "subseed_strength": 0.5, "seed_resize_from_w": 320, "seed_resize_from_h": 256,
+                      "override_settings": {"eta_noise_seed_delta": 31337, "randn_source": "NV"}})
+    assert (p.subseed, p.subseed_strength, p.seed_resize_from_w, p.seed_resize_from_h, p.eta_noise_seed_delta,
+            p.rng) == (9, 0.5, 320, 256, 31337, "NV")
 
 
 def test_sampler_options_reach_the_sampler_that_reads_them():
@@ -142,12 +147,8 @@ def test_infotext_fills_what_the_request_did_not_set():
     assert (p.prompt, p.negative_prompt, p.steps, p.sampler, p.schedule, p.cfg_scale, p.seed, p.width, p.height,
             p.clip_skip, p.enable_hires, p.hires_scale) == \
         ("1girl", "bad", 7, "DPM++ 2M", "Karras", 9.5, 7, 64, 96, 2, True, 1.5)
-    with pytest.raises(ApiError) as e:  # an infotext key we cannot apply is not dropped silently
-        to_params({"infotext": text + ", ENSD: 31337"})
-    assert e.value.field == "infotext" and "eta_noise_seed_delta 31337" in e.value.detail
-    with pytest.raises(ApiError) as e:
-        to_params({"infotext": text + ", Variation seed: 3, Variation seed strength: 0.3"})
-    assert e.value.field == "subseed_strength"
+    p, _ = to_params({"infotext": text + ", Variation seed: 3, Variation seed strength: 0.3, ENSD: 31337"})
+    assert (p.subseed, p.subseed_strength, p.eta_noise_seed_delta) == (3, 0.3, 31337)
 
 
 def test_firstphase_size_is_the_first_pass_and_width_height_the_hires_target():

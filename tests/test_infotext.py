@@ -85,7 +85,7 @@ def test_writer_layout_and_order():
                          cfg_scale=7, seed=42, width=512, height=768, clip_skip=2, rng="CPU",
                          enable_hires=True, hires_scale=2, hires_steps=10, hires_upscaler="Latent (nearest)",
                          hires_sampler="DPM++ SDE", hires_prompt="a dog", denoising_strength=0.55,
-                         emphasis="No norm", prompt_syntax="Compel", extra=(("ENSD", "31337"),))
+                         emphasis="No norm", prompt_syntax="Compel", eta_noise_seed_delta=31337)
     meta = {"Version": "v1.10.1", "Lora hashes": "style_Rella: 0123456789ab", "Model": "creationmixV12DStyle_v1",
             "Model hash": "1065c5d2e0", "VAE": "vae-ft-mse.safetensors", "VAE hash": "735e4c3a44",
             "TI hashes": "EasyNegative: c74b4e810b03"}
@@ -95,11 +95,11 @@ def test_writer_layout_and_order():
         "Negative prompt: blurry\n"
         "Steps: 25, Sampler: Euler a, Schedule type: Uniform, CFG scale: 7, Seed: 42, Size: 512x768, "
         "Model hash: 1065c5d2e0, Model: creationmixV12DStyle_v1, VAE hash: 735e4c3a44, "
-        "VAE: vae-ft-mse.safetensors, Denoising strength: 0.55, Clip skip: 2, RNG: CPU, Hires upscale: 2, "
-        "Hires steps: 10, Hires upscaler: Latent (nearest), Hires sampler: DPM++ SDE, "
+        "VAE: vae-ft-mse.safetensors, Denoising strength: 0.55, Clip skip: 2, ENSD: 31337, RNG: CPU, "
+        "Hires upscale: 2, Hires steps: 10, Hires upscaler: Latent (nearest), Hires sampler: DPM++ SDE, "
         "Hires schedule type: Karras, Hires prompt: a dog, "
         'Lora hashes: "style_Rella: 0123456789ab", TI hashes: "EasyNegative: c74b4e810b03", Emphasis: No norm, '
-        "Prompt syntax: Compel, ENSD: 31337, Version: v1.10.1")
+        "Prompt syntax: Compel, Version: v1.10.1")
     back, back_meta = parse_infotext(text)
     assert back_meta == meta
     # A1111 resolves "same scheduler" per hires sampler: Automatic -> Karras for DPM++ SDE, written explicitly.
@@ -194,7 +194,7 @@ def test_garbage_has_no_parameters(text):
     ("Steps: 20, Sampler: Euler, CFG scale: 7, Size: 500x512", "Size", "500x512"),
     ("Steps: 20, Sampler: Euler, CFG scale: 7, Size: big", "Size", "big"),
     ("Steps: 20, Sampler: Euler, CFG scale: 7, Clip skip: 13", "Clip skip", "13"),
-    ("Steps: 20, Sampler: Euler, CFG scale: 7, RNG: NV", "RNG", "NV"),
+    ("Steps: 20, Sampler: Euler, CFG scale: 7, RNG: Philox", "RNG", "Philox"),
     ("Steps: 20, Sampler: Euler, CFG scale: 7, Hires upscaler: 4x-UltraSharp", "Hires upscaler", "4x-UltraSharp"),
     ("Steps: 20, Sampler: Euler, CFG scale: 7, Hires sampler: Foo", "Hires sampler", "Foo"),
     ("Steps: 20, Sampler: Euler, CFG scale: 7, Denoising strength: 0", "Denoising strength", "0"),

@@ -304,10 +304,10 @@ def test_should_stop_own_exception_propagates(den):
 
 # -- RNG -----------------------------------------------------------------------------------------------------
 def test_image_rng_per_seed():
-    batch = ImageRNG((4, 8, 8), [7, 8, 9])
+    batch = ImageRNG((4, 8, 8), [7, 8, 9], source="CPU")
     first, nxt = batch.first(), batch.next()
     for i, seed in enumerate([7, 8, 9]):
-        one = ImageRNG((4, 8, 8), [seed])
+        one = ImageRNG((4, 8, 8), [seed], source="CPU")
         assert torch.equal(first[i], one.first()[0]) and torch.equal(nxt[i], one.next()[0])
     assert torch.equal(first[0], torch.randn((4, 8, 8), generator=torch.Generator().manual_seed(7)))
     assert first.shape == (3, 4, 8, 8) and not torch.equal(first, nxt)
@@ -319,7 +319,7 @@ def test_image_rng_next_before_first_is_first():
 
 
 def test_image_rng_eta_noise_seed_delta():
-    r = ImageRNG((3,), [10], eta_noise_seed_delta=31337)
+    r = ImageRNG((3,), [10], source="CPU", eta_noise_seed_delta=31337)
     first, nxt = r.first(), r.next()
     assert torch.equal(first[0], torch.randn((3,), generator=torch.Generator().manual_seed(10)))
     assert torch.equal(nxt[0], torch.randn((3,), generator=torch.Generator().manual_seed(10 + 31337)))

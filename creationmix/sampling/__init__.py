@@ -1,5 +1,5 @@
 """Sampling with A1111's k-diffusion semantics: sigmas, the CompVis denoiser wrapper, samplers, per-seed RNG."""
-from .rng import BrownianTreeNoiseSampler, ImageRNG, rng_device_for
+from .rng import BrownianTreeNoiseSampler, ImageRNG, NoiseSource, rng_device_for
 from .samplers import (SAMPLER_TABLE, SamplerSpec, SamplingInterrupted, SamplingPlan, get_spec, sampler_kwargs,
                        schedule_options)
 from .schedulers import SCHEDULE_TABLE, ScheduleOptions, compute_schedule
@@ -8,7 +8,7 @@ from .sigmas import (KDenoiser, TimestepsDenoiser, ddim_timesteps, get_sigmas, g
                      sd15_alphas_cumprod)
 
 __all__ = [
-    "BrownianTreeNoiseSampler", "ImageRNG", "rng_device_for",
+    "BrownianTreeNoiseSampler", "ImageRNG", "NoiseSource", "rng_device_for",
     "SAMPLER_TABLE", "SamplerSpec", "SamplingInterrupted", "SamplingPlan", "get_spec", "sampler_kwargs",
     "schedule_options", "SCHEDULE_TABLE", "ScheduleOptions", "compute_schedule",
     "KDenoiser", "TimestepsDenoiser", "ddim_timesteps", "get_sigmas", "get_sigmas_exponential",

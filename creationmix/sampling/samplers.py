@@ -185,9 +185,9 @@ class SamplerSpec:
             if seeds is None:
                 raise ValueError(f"{self.name} needs the batch's seeds for its Brownian noise")
             bounds = sigmas if full_sigmas is None else full_sigmas
-            device = rng.generator_device if rng is not None else CPU
+            source = rng.noise_source if rng is not None else CPU
             smin, smax = bounds[bounds > 0].min(), bounds.max()
-            kwargs["noise_sampler"] = BrownianTreeNoiseSampler(x, smin, smax, seeds, device)
+            kwargs["noise_sampler"] = BrownianTreeNoiseSampler(x, smin, smax, seeds, source)
         return self.fn(model, x, sigmas, **kwargs)
 
 

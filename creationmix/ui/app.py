@@ -19,6 +19,7 @@ from ..service_api import ServiceAPI
 from . import handlers as h
 from .advanced_sampling import add_advanced_sampling
 from .fields import FIELD_NAMES, SAME_SAMPLER
+from .seed_extra import build_seed_extra
 
 MAX_LORA_SLIDERS = 8
 log = logging.getLogger("creationmix.ui")
@@ -210,6 +211,7 @@ class Studio:
             f["seed"] = gr.Number(d.seed, label="Seed", precision=0, scale=4, elem_id="cm_seed")
             self.random_seed_btn = gr.Button("🎲️", elem_classes="cm-tool", scale=0, elem_id="cm_random_seed")
             self.last_seed_btn = gr.Button("♻️", elem_classes="cm-tool", scale=0, elem_id="cm_reuse_last_seed")
+        self.seed_extra = build_seed_extra(f, d)
         f["clip_skip"] = gr.Slider(1, 12, value=d.clip_skip, step=1, label="Clip skip", elem_id="cm_clip_skip")
         with gr.Row():
             f["rng"] = gr.Radio(list(RNG_SOURCES), value=d.rng, label="Random number generator source",

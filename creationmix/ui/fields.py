@@ -18,12 +18,16 @@ SAME_SCHEDULE = "Use same scheduler"
 FIELD_NAMES: tuple[str, ...] = tuple(n for n in GenerationParams.field_names() if n != "extra")
 
 INT_FIELDS = frozenset({"steps", "seed", "width", "height", "batch_size", "batch_count", "clip_skip",
-                        "hires_steps", "hires_resize_x", "hires_resize_y"})
-FLOAT_FIELDS = frozenset({"cfg_scale", "hires_scale", "denoising_strength", "eta", "eta_ddim", "s_churn", "s_tmin",
-                          "s_tmax", "s_noise", "sigma_min", "sigma_max", "rho", "beta_alpha", "beta_beta",
-                          "s_min_uncond", "token_merging_ratio", "token_merging_ratio_hr"})
+                        "hires_steps", "hires_resize_x", "hires_resize_y", "subseed", "seed_resize_from_w",
+                        "seed_resize_from_h", "eta_noise_seed_delta"})
+FLOAT_FIELDS = frozenset({"cfg_scale", "hires_scale", "denoising_strength", "subseed_strength", "eta", "eta_ddim",
+                          "s_churn", "s_tmin", "s_tmax", "s_noise", "sigma_min", "sigma_max", "rho", "beta_alpha",
+                          "beta_beta", "s_min_uncond", "token_merging_ratio", "token_merging_ratio_hr"})
 BOOL_FIELDS = frozenset({"enable_hires", "pad_conds", "pad_conds_v0", "downcast_alphas_cumprod"})
-_LABELS = {"cfg_scale": "CFG scale", "hires_resize_x": "hires resize width", "hires_resize_y": "hires resize height"}
+_LABELS = {"cfg_scale": "CFG scale", "hires_resize_x": "hires resize width", "hires_resize_y": "hires resize height",
+           "subseed": "variation seed", "subseed_strength": "variation strength",
+           "seed_resize_from_w": "resize seed from width", "seed_resize_from_h": "resize seed from height",
+           "eta_noise_seed_delta": "eta noise seed delta (ENSD)"}
 
 
 def _label(name: str) -> str:
