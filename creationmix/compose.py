@@ -33,6 +33,7 @@ class ServiceOptions:
     demo_if_empty: bool = False  # the app builds a random demo model in an empty install; the CLI errors
     create_folders: bool = False  # the app creates models/... in its data dir; the CLI leaves the cwd alone
     remember_checkpoint: bool = False  # the app remembers the user's last checkpoint across restarts
+    max_queue: int = 20  # generation jobs that may wait behind the running one (UI + API); more: QueueFull
 
     def __post_init__(self):
         for name in ("checkpoint", "vae"):
@@ -63,7 +64,7 @@ def build_service(options: ServiceOptions | None = None) -> Service:
                    checkpoint=options.checkpoint_name, presets_dir=options.presets_dir or PRESETS_DIR,
                    demo_if_empty=options.demo_if_empty, tiled_vae=options.tiled_vae,
                    outputs_dir=options.outputs_dir, create_folders=options.create_folders,
-                   remember_checkpoint=options.remember_checkpoint)
+                   remember_checkpoint=options.remember_checkpoint, max_queue=options.max_queue)
 
 
 # -- the operator's command-line values --------------------------------------------------------------------------

@@ -33,6 +33,10 @@ class Interrupted(CreationMixError):
     """The user interrupted a generation; images already finished are kept."""
 
 
+class QueueFull(CreationMixError):
+    """The generation queue already holds as many waiting jobs as it may; nothing was started."""
+
+
 class WriteError(CreationMixError, OSError):
     """A file could not be written (read-only folder, disk full, ...). Nothing half-written is left behind."""
 

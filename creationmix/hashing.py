@@ -111,3 +111,24 @@ def clear_memory_cache() -> None:
     """Forget in-process results (tests; the disk cache is untouched)."""
     with _lock:
         _memo.clear()
+
+
+def cached_sha256(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> str | None:
+    """The sha256 of `path` if it was already computed for this file version, else None (never hashes: a
+    listing of GB checkpoints must stay instant, as A1111 shows a hash only once it is known)."""
+    try:
+        p = Path(path).resolve()
+        st = p.stat()
+    except OSError:
+        return None
+    key = ("sha256", str(p), st.st_size, st.st_mtime_ns)
+    with _lock:
+        if key in _memo:
+            return _memo[key]
+        if cache_dir is None:
+            return None
+        entry = _load_cache(Path(cache_dir) / CACHE_FILE).get("sha256", {}).get(str(p))
+    if (isinstance(entry, dict) and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns
+            and isinstance(entry.get("sha256"), str)):
+        return entry["sha256"]
+    return None

@@ -27,6 +27,7 @@ class Control:
 
     interrupted: threading.Event = field(default_factory=threading.Event)
     skipped: threading.Event = field(default_factory=threading.Event)
+    queued: threading.Event = field(default_factory=threading.Event)  # set once the job has its place in the queue
 
     def interrupt(self) -> None:
         self.interrupted.set()

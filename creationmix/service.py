@@ -16,6 +16,7 @@ from .params import GenerationParams
 from .presets import PRESETS_DIR
 from .paths import Folders
 from .jobs import Control, GenerationResult, ProgressEvent
+from .queueing import GenerationQueue
 from .service_api import LoraCard, PresetCard
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ class Service:
     def __init__(self, folders: Folders, device: str | None = None, precision: str | None = None,
                  checkpoint: str | None = None, presets_dir: Path = PRESETS_DIR, demo_if_empty: bool = True, *,
                  tiled_vae: bool = False, outputs_dir: Path | None = None, create_folders: bool = True,
-                 remember_checkpoint: bool = False):
+                 remember_checkpoint: bool = False, max_queue: int = 20):
         self.folders = folders
         self.device, self.precision, self.tiled_vae = device, precision, tiled_vae
         self.presets_dir = presets_dir
@@ -47,6 +48,8 @@ class Service:
         self._engine = None
         self._engine_lock = threading.Lock()
         self._tokenizer = None
+        # UI, HTTP API and preview/plot jobs all take their turn on the engine here (bounded: QueueFull).
+        self.queue = GenerationQueue(max_queue)
 
     # -- models ---------------------------------------------------------------------------------------------
     def _build_demo(self) -> None:
@@ -209,29 +212,43 @@ class Service:
 
     # -- generation -----------------------------------------------------------------------------------------
     def generate(self, params: GenerationParams, progress: Callable[[ProgressEvent], None] | None = None,
-                 control: Control | None = None) -> GenerationResult:
-        result = self.engine.generate(params, progress=progress, control=control, preview_every=4,
-                                      outputs_dir=self.outputs_dir)
-        if params.checkpoint:
+                 control: Control | None = None, *, save: bool = True, select: bool = True) -> GenerationResult:
+        """`select=False`: a one-off checkpoint (A1111's override_settings) that does not become the selection."""
+        control = control or Control()
+        with self.queue.run("txt2img", control, image_count=params.batch_count, hires=params.enable_hires) as job:
+            result = self.engine.generate(params, progress=job.relay(progress), control=control, preview_every=4,
+                                          outputs_dir=self.outputs_dir, save=save)
+        if params.checkpoint and select:
             self._select(params.checkpoint)
         return result
+
+    def load_model(self, checkpoint: str | None, vae: str = "Automatic") -> None:
+        """Load (switch to) a checkpoint/VAE now, in the queue, and make it the selected one."""
+        with self.queue.run("load"):
+            self.engine.load(checkpoint, vae)
+        if checkpoint:
+            self._select(checkpoint)
 
     def run_strength_sweep(self, params: GenerationParams | None, lora: str, strengths, seeds: int = 2, *,
                            preset_id: str | None = None, overrides: dict | None = None, progress=None,
                            control: Control | None = None):
         from .xyz.plot import service_strength_sweep
-        return service_strength_sweep(self, params, lora, strengths, seeds, preset_id=preset_id,
-                                      overrides=overrides, progress=progress, control=control)
+        control = control or Control()
+        with self.queue.run("sweep", control) as job:
+            return service_strength_sweep(self, params, lora, strengths, seeds, preset_id=preset_id,
+                                          overrides=overrides, progress=job.relay(progress), control=control)
 
     def run_lora_previews(self, preset_id: str, *, names=None, overwrite: bool = False,
                           append_triggers: bool = False, overrides: dict | None = None, progress=None,
                           control: Control | None = None, lora_dir: Path | None = None,
                           missing_only: bool = False, sheet_dir: Path | None = None, ray=None):
         from .previews.job import service_lora_previews
-        return service_lora_previews(self, preset_id, names=names, overwrite=overwrite,
-                                     append_triggers=append_triggers, overrides=overrides, progress=progress,
-                                     control=control, lora_dir=lora_dir, missing_only=missing_only,
-                                     sheet_dir=sheet_dir, ray=ray)
+        control = control or Control()
+        with self.queue.run("previews", control) as job:
+            return service_lora_previews(self, preset_id, names=names, overwrite=overwrite,
+                                         append_triggers=append_triggers, overrides=overrides,
+                                         progress=job.relay(progress), control=control, lora_dir=lora_dir,
+                                         missing_only=missing_only, sheet_dir=sheet_dir, ray=ray)
 
     def run_epoch_grid(self, series: str, *, prompts_file: Path | None = None, prompts_text: str | None = None,
                        prompts_format: str = "txt", preset_id: str | None = None, strengths=(0.6, 0.8, 1.0),
@@ -251,7 +268,10 @@ class Service:
 
     def run_plot(self, plan, *, progress=None, control: Control | None = None):
         from .xyz.plot import run_plot
-        return run_plot(self.engine, plan, outputs_dir=self.outputs_dir, progress=progress, control=control)
+        control = control or Control()
+        with self.queue.run("plot", control) as job:
+            return run_plot(self.engine, plan, outputs_dir=self.outputs_dir, progress=job.relay(progress),
+                            control=control)
 
 
 def _rel_name(path: Path, roots: list[Path]) -> str:

@@ -44,6 +44,9 @@ def _violations(files=None):
                 bad.append(f"{name} imports {mod} (only the CLI edge may)")
             if not in_ui and (mod == "creationmix.ui" or mod.startswith("creationmix.ui.")):
                 bad.append(f"{name} imports {mod} (only the UI may)")
+            in_edge = in_ui or name == "creationmix.api" or name.startswith("creationmix.api.")
+            if not in_edge and (mod == "creationmix.api" or mod.startswith("creationmix.api.")):
+                bad.append(f"{name} imports {mod} (only the HTTP edge and the UI launcher may)")
     return bad
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 DEFAULT_PORT = 7860
 LISTEN_WARNING = ("WARNING: --listen without --auth: anyone on your network can use this machine's GPU "
                   "(add --auth user:pass).")
+API_PORT = 7861  # A1111's --nowebui port
 SHARE_WARNING = ("WARNING: --share without --auth: anyone with the link can use this machine's GPU "
                  "(add --auth user:pass).")
 
@@ -35,6 +36,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("-v", "--verbose", action="store_true", help="log everything (third-party notices too) here")
     p.add_argument("--max-queue", type=int, default=20,
                    help="how many generation requests may wait; more are refused (default: 20)")
+    p.add_argument("--api", action="store_true",
+                   help="also serve the A1111-compatible HTTP API (/sdapi/v1, docs at /docs)")
+    p.add_argument("--nowebui", action="store_true",
+                   help=f"serve only the HTTP API, no web UI (default port: the first free one from {API_PORT})")
+    p.add_argument("--api-auth", default=None, metavar="USER:PASS[,USER2:PASS2]",
+                   help="require HTTP Basic credentials on every API route")
     args = p.parse_args(argv)
     if args.max_queue < 1:
         p.error("--max-queue must be at least 1")
@@ -42,8 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--port {args.port}: a port is a number from 1 to 65535")
     try:
         args.auth_pairs = parse_auth(args.auth, args.auth_file)
+        args.api_auth_pairs = parse_auth([args.api_auth] if args.api_auth else [], None)
     except ValueError as e:
         p.error(str(e))
+    if args.nowebui:
+        args.api = True
     return args
 
 
@@ -91,7 +101,25 @@ def make_service(args: argparse.Namespace):
     checkpoint = file_option(args.checkpoint, "--checkpoint")
     return build_service(ServiceOptions(data_dir=args.data_dir, a1111_dir=args.a1111_dir, device=args.device,
                                         precision=args.precision, checkpoint=checkpoint, demo_if_empty=True,
-                                        create_folders=True, remember_checkpoint=True))
+                                        create_folders=True, remember_checkpoint=True,
+                                        max_queue=args.max_queue))
+
+
+def cmd_flags(args: argparse.Namespace) -> dict:
+    """What /sdapi/v1/cmd-flags reports: the flags, never the credentials."""
+    hidden = {"auth", "auth_file", "auth_pairs", "api_auth", "api_auth_pairs"}
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in hidden}
+
+
+def serve_api_only(service, args: argparse.Namespace, host: str, port: int) -> int:
+    from ..api.server import serve
+    print(f"CreationMix API running on http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/sdapi/v1 "
+          f"(docs: /docs)", flush=True)
+    try:
+        serve(service, host, port, credentials=args.api_auth_pairs or None, cmd_flags=cmd_flags(args))
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def try_share(blocks, host: str, port: int) -> str | None:
@@ -120,7 +148,7 @@ def main(argv: list[str] | None = None, service_factory=None) -> int:
     host = "0.0.0.0" if args.listen else "127.0.0.1"
     for line in open_door_warnings(args):
         print(line, flush=True)
-    port = args.port if args.port is not None else free_port(host, DEFAULT_PORT)
+    port = args.port if args.port is not None else free_port(host, API_PORT if args.nowebui else DEFAULT_PORT)
 
     from ..errors import CreationMixError
 
@@ -129,6 +157,9 @@ def main(argv: list[str] | None = None, service_factory=None) -> int:
     except CreationMixError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+    if args.nowebui:
+        return serve_api_only(service, args, host, port)
 
     from .app import CSS, HEAD, build_ui
 
@@ -139,7 +170,11 @@ def main(argv: list[str] | None = None, service_factory=None) -> int:
     blocks.launch(server_name=host, server_port=port, auth=args.auth_pairs or None,
                   auth_message="CreationMix: log in" if args.auth_pairs else None,
                   allowed_paths=[str(outputs), *studio.allowed_paths], share=False, prevent_thread_lock=True,
-                  show_error=True, ssr_mode=False, quiet=True, css=CSS, head=HEAD)
+                  show_error=True, ssr_mode=False, quiet=True, css=CSS, head=HEAD,
+                  app_kwargs={"docs_url": "/docs"} if args.api else None)
+    if args.api:
+        from ..api.server import mount
+        mount(blocks.server_app, service, credentials=args.api_auth_pairs or None, cmd_flags=cmd_flags(args))
     print(f"CreationMix running on http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
           + (" (listening on all interfaces)" if args.listen else ""), flush=True)
     if hasattr(service, "warm_up_in_background"):  # the page is up: now pay for torch and the model
