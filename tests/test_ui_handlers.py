@@ -129,11 +129,31 @@ def test_paste_infotext_sets_fields(studio):
     assert params_from_fields(got) == p
 
 
-def test_paste_rejects_garbage(studio):
+def test_paste_rejects_garbage_without_touching_fields(studio, monkeypatch):
+    shown = []
+    monkeypatch.setattr(gr, "Warning", lambda msg, *a, **k: shown.append(msg))
+    # A warning, and no update at all: raising would put gradio's red "Error" badge on every field.
+    assert studio._paste("just some words") == {}
+    assert studio._paste("   ") == {}
+    assert "no generation parameters" in shown[0] and "Nothing to read" in shown[1]
     with pytest.raises(gr.Error, match="no generation parameters"):
-        studio._paste("just some words")
-    with pytest.raises(gr.Error, match="Paste an A1111 infotext"):
-        studio._paste("   ")
+        studio.paste_values("just some words")
+
+
+def test_paste_reads_the_prompt_box_or_the_last_generation(studio):
+    p = GenerationParams(prompt="red fox", steps=12, sampler="Euler a", seed=1234, width=640, height=384)
+    text = format_infotext(p, 1234, "tiny_demo")
+    # A1111's ↙ next to Generate: the infotext was pasted into the Prompt box itself.
+    got = by_name(studio, studio._paste(text, None, None))
+    assert set(got) == set(FIELD_NAMES) - {"checkpoint"} and params_from_fields(got) == p
+    # Empty prompt box: the selected (or last) generation's parameters.
+    final = run_generate(studio, **values_of(studio) | {"prompt": "blue owl", "steps": 3, "seed": 55,
+                                                          "width": 64, "height": 64})
+    got = by_name(studio, studio._paste("", final[studio.result], final[studio.selected]))
+    assert got["prompt"] == "blue owl" and got["seed"] == 55 and got["steps"] == 3
+    # ... which "Send to txt2img" under the gallery does too.
+    got = by_name(studio, studio._send_to_txt2img(final[studio.result], 0))
+    assert got["prompt"] == "blue owl" and got["seed"] == 55
 
 
 # -- LoRA ----------------------------------------------------------------------------------------------------

@@ -88,6 +88,16 @@ def infotext_fields(service: ServiceAPI, text: str) -> tuple[dict[str, Any], lis
         return fields_for(service, service.parse_infotext(text))
 
 
+def checkpoint_notice(service: ServiceAPI, checkpoint: str | None) -> str | None:
+    """A non-blocking note when the selected checkpoint is not CreationMix V1 (None when it is, or unknown)."""
+    if not checkpoint:
+        return None
+    try:
+        return service.checkpoint_notice(checkpoint)
+    except CreationMixError as e:
+        return f"Could not check {checkpoint}: {e}"
+
+
 def preset_samples(presets: list[PresetCard]) -> list[list[Any]]:
     return [[str(p.thumbnail) if p.thumbnail else None, p.title, p.description] for p in presets]
 
@@ -180,12 +190,16 @@ def stream_generation(service: ServiceAPI, params: GenerationParams,
     return stream_job(service.generate, control, params=params)
 
 
-def progress_text(ev: ProgressEvent) -> str:
+def progress_text(ev: ProgressEvent, eta_s: float | None = None) -> str:
+    """`eta_s`: the whole run's ETA (estimate.EtaTracker); without it, the engine's for the current pass."""
+    from .estimate import format_eta
+
     text = f"{'Hires pass' if ev.pass_name == 'hires' else 'First pass'}: step {ev.step}/{ev.total}"
     if ev.image_count > 1:
         text += f", image {ev.image_index + 1}/{ev.image_count}"
-    if ev.eta_s is not None:
-        text += f", ETA {int(ev.eta_s) // 60}:{int(ev.eta_s) % 60:02d}"
+    eta = eta_s if eta_s is not None else ev.eta_s
+    if eta is not None:
+        text += f", ETA {format_eta(eta)}"
     return text
 
 
