@@ -188,8 +188,13 @@ def _read_sidecar(info: LoraInfo) -> None:
     info.sidecar_sd_version = str(data["sd version"]) if data.get("sd version") else None
 
 
+# A1111 1.10 ui_extra_networks.find_preview: for each allowed extension, `<stem>.<ext>` then
+# `<stem>.preview.<ext>`. (A1111 iterates a set, so its extension order is not fixed; png first is ours.)
+PREVIEW_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "gif")
+
+
 def _find_preview(path: Path) -> Path | None:
-    for suffix in (".preview.png", ".png", ".preview.jpg", ".jpg", ".preview.jpeg", ".jpeg", ".preview.webp", ".webp"):
+    for suffix in (s for ext in PREVIEW_EXTENSIONS for s in (f".{ext}", f".preview.{ext}")):
         cand = path.with_name(path.stem + suffix)
         if cand.is_file():
             return cand

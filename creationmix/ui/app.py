@@ -40,6 +40,7 @@ CSS = """
             height: auto !important; overflow: visible !important; padding: 0 !important; font-size: 0.8em;
             opacity: 0.75; min-height: 0 !important; pointer-events: none; background: transparent !important;
             border: none !important}
+.cm-tokens * {white-space: nowrap}
 .cm-tool {max-width: 3em !important; min-width: 3em !important}
 #cm_estimate {font-size: 0.8em; opacity: 0.8}
 #cm_confirm {border: 1px solid #dc2626; border-radius: 6px; padding: 6px}

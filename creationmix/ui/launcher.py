@@ -121,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
+    from starlette.middleware import Middleware
+
     from .app import CSS, HEAD, build_ui
+    from .login import LoginScriptMiddleware
 
     blocks, studio = build_ui(service)
     blocks.queue(max_size=args.max_queue, default_concurrency_limit=1)
@@ -130,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     blocks.launch(server_name=host, server_port=port, auth=args.auth_pairs or None,
                   auth_message="CreationMix: log in" if args.auth_pairs else None,
                   allowed_paths=[str(outputs), *studio.allowed_paths], share=False, prevent_thread_lock=True,
-                  show_error=True, ssr_mode=False, quiet=True, css=CSS, head=HEAD)
+                  show_error=True, ssr_mode=False, quiet=True, css=CSS, head=HEAD,
+                  app_kwargs={"middleware": [Middleware(LoginScriptMiddleware)]} if args.auth_pairs else None)
     print(f"CreationMix running on http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
           + (" (listening on all interfaces)" if args.listen else ""), flush=True)
     if args.share:
