@@ -210,7 +210,8 @@ def test_generate_builds_one_params_from_named_fields(studio, service):
     assert (sent.width, sent.height, sent.hires_size, sent.hires_steps) == (128, 192, (192, 288), 2)
     state = final[studio.result]
     assert state["seeds"] == [106059479, 106059480]
-    gallery = final[studio.gallery]
+    gallery = final[studio.gallery]["value"]
+    assert final[studio.gallery]["visible"] is True
     assert [p for p, _ in gallery] == state["paths"] and gallery[0][1] == "seed 106059479"
     with Image.open(state["paths"][0]) as im:
         assert im.size == (192, 288) and "Seed: 106059479" in im.info["parameters"]

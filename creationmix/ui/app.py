@@ -43,6 +43,10 @@ CSS = """
 .cm-tokens * {white-space: nowrap}
 .cm-tool {max-width: 3em !important; min-width: 3em !important}
 #cm_estimate {font-size: 0.8em; opacity: 0.8}
+.cm-progress {position: relative; height: 1.6em; border-radius: 4px; background: var(--block-background-fill);
+              border: 1px solid var(--border-color-primary); overflow: hidden}
+.cm-progress-bar {position: absolute; inset: 0 auto 0 0; background: var(--color-accent-soft, #fed7aa)}
+.cm-progress-text {position: relative; padding: 0 8px; font-size: 0.85em; line-height: 1.6em}
 #cm_confirm {border: 1px solid #dc2626; border-radius: 6px; padding: 6px}
 """ + icon_css()
 
@@ -173,8 +177,10 @@ class Studio:
                     with gr.Tab("Lora", id="lora", elem_id="cm_tab_lora"):
                         self._lora_panel()
             with gr.Column(scale=1, elem_id="cm_output_column"):
+                # During a run the live preview takes the gallery's place (A1111), under one progress line.
+                self.progress_html = gr.HTML("", elem_id="cm_progress", visible=False)
                 self.preview = gr.Image(label="Live preview", visible=False, interactive=False, type="pil",
-                                        elem_id="cm_preview", height=320, show_label=True)
+                                        elem_id="cm_preview", height=420, show_label=True)
                 self.gallery = gr.Gallery(label="Output", format="png", columns=4, object_fit="contain",
                                           interactive=False, elem_id="cm_gallery", height=420,
                                           buttons=["download", "fullscreen"])
@@ -298,11 +304,11 @@ class Studio:
         f = self.f
         fields = list(f.values())
         gen_inputs = {**f, "styles": self.styles}
-        gen_outputs = [self.gallery, self.preview, self.infotext, self.seeds_md, self.result, self.selected,
-                       self.confirm_box, self.confirm_md]
-        # One progress overlay, on the gallery: the live preview above it stays visible.
+        gen_outputs = [self.gallery, self.preview, self.progress_html, self.infotext, self.seeds_md, self.result,
+                       self.selected, self.confirm_box, self.confirm_md]
+        # gradio's overlay would cover every output (and hide the live preview): one progress line of our own.
         run = dict(inputs_kwargs=gen_inputs, outputs=gen_outputs, concurrency_limit=1,
-                   concurrency_id=GENERATION_CONCURRENCY_ID, show_progress_on=[self.gallery])
+                   concurrency_id=GENERATION_CONCURRENCY_ID, show_progress="hidden")
         self.generate_btn.click(self._generate, api_name="generate_ui", api_visibility="undocumented", **run)
         self.confirm_btn.click(self._generate_confirmed, api_visibility="private", **run)
         self.cancel_btn.click(lambda: gr.update(visible=False), outputs=[self.confirm_box], queue=False,
@@ -397,9 +403,12 @@ class Studio:
         session = getattr(request, "session_hash", None) or "anonymous"
         control = Control()
         self._controls[session] = control
-        last_preview = 0.0
+        last_shown, pending, shown_any = 0.0, None, False
         eta = EtaTracker(params, self.rate)
-        yield {self.confirm_box: gr.update(visible=False), self.preview: gr.update(value=None, visible=True)}
+        preview_size = h.preview_size(params)
+        yield {self.confirm_box: gr.update(visible=False), self.gallery: gr.update(visible=False),
+               self.preview: gr.update(value=None, visible=True),
+               self.progress_html: gr.update(value=h.progress_html("Starting…", 0.0), visible=True)}
         try:
             events = h.stream_generation(self.service, params, control)
             with h.user_errors():
@@ -409,11 +418,22 @@ class Studio:
                     except StopIteration as stop:
                         result = stop.value
                         break
-                    progress((ev.step, ev.total), desc=h.progress_text(ev, eta.update(ev)), unit="steps")
+                    text = h.progress_text(ev, eta.update(ev))
+                    progress((ev.step, ev.total), desc=text, unit="steps")
                     now = time.monotonic()
-                    if ev.preview is not None and now - last_preview >= PREVIEW_EVERY_S:
-                        last_preview = now
-                        yield {self.preview: gr.update(value=ev.preview, visible=True)}
+                    pending = ev.preview if ev.preview is not None else pending
+                    if now - last_shown >= PREVIEW_EVERY_S or pending is not None and not shown_any:
+                        last_shown = now
+                        out = {self.progress_html: h.progress_html(text, eta.fraction(ev))}
+                        if pending is not None:
+                            out[self.preview] = gr.update(value=h.scaled_preview(pending, preview_size),
+                                                          visible=True)
+                            pending, shown_any = None, True
+                        yield out
+        except gr.Error:
+            # Put the gallery back before the error is shown: the page must keep working.
+            yield self._idle_outputs()
+            raise
         finally:
             if self._controls.get(session) is control:
                 del self._controls[session]
@@ -421,11 +441,16 @@ class Studio:
         for w in result.warnings:
             gr.Warning(w)
         if result.interrupted:
-            gr.Info(f"Interrupted: {len(result.paths)} image(s) kept.")
+            gr.Info(f"Interrupted: {len(result.images)} image(s) kept (the last one stops where it was "
+                    "interrupted).")
         state = h.result_state(result)
         _, _, info = h.selected(state, 0)
-        yield {self.gallery: h.gallery_value(state), self.preview: gr.update(value=None, visible=False),
+        yield {**self._idle_outputs(), self.gallery: gr.update(value=h.gallery_value(state), visible=True),
                self.infotext: info, self.seeds_md: h.seeds_markdown(state), self.result: state, self.selected: 0}
+
+    def _idle_outputs(self) -> dict:
+        return {self.gallery: gr.update(visible=True), self.preview: gr.update(value=None, visible=False),
+                self.progress_html: gr.update(value="", visible=False)}
 
     def _estimate(self, **values) -> str:
         try:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from ..jobs import ProgressEvent
 from ..params import GenerationParams
 
-# What "the usual" is for SD 1.5: a 1024x1024 first pass or a 2048x2048 hires pass, 8 images at most per call.
-USUAL_LATENT_PIXELS = (2048 // 8) * (2048 // 8)
+# What "the usual" is for SD 1.5 per step: up to two 2048x2048 hires images (or eight 1024x1024 first passes).
+USUAL_LATENT_PIXELS = 2 * (2048 // 8) * (2048 // 8)
 FAR_OVER_SECONDS = 15 * 60  # ... or when the estimate says more than 15 minutes
 # Rough UNet activation memory per latent pixel and image (cond + uncond, memory-efficient attention, fp16) and
 # the weights of SD 1.5 (UNet + VAE + CLIP, fp16).
@@ -71,7 +71,7 @@ def estimate(p: GenerationParams, rate: StepRate) -> Cost:
     seconds = None
     if rate.s_per_unit is not None:
         seconds = work_units(p) * p.batch_size * rate.s_per_unit
-    usual = USUAL_LATENT_PIXELS * 8
+    usual = USUAL_LATENT_PIXELS
     reason = ""
     if peak_area * p.batch_size > usual:
         reason = (f"{peak_area * 64 * p.batch_size / 2**20:.0f} megapixels per step is far over the usual "
@@ -126,6 +126,11 @@ class EtaTracker:
             return None
         total = sum(steps * a for _, steps, a in self.plan) * self.p.batch_count
         return max(0.0, (total - self._done_units(ev)) * rate)
+
+    def fraction(self, ev: ProgressEvent) -> float:
+        """How much of the whole run is done after this event, in priced steps (0..1)."""
+        total = sum(steps * a for _, steps, a in self.plan) * self.p.batch_count
+        return min(1.0, self._done_units(ev) / total) if total else 1.0
 
     def finish(self) -> None:
         """Fold this run's rate into the device's (for the next run's estimate)."""

@@ -203,6 +203,31 @@ def progress_text(ev: ProgressEvent, eta_s: float | None = None) -> str:
     return text
 
 
+def progress_html(text: str, fraction: float | None) -> str:
+    """The one progress line of a run: a bar and A1111's text (pass, step, image, ETA over the whole run)."""
+    import html
+
+    pct = 0 if fraction is None else max(0, min(100, round(fraction * 100)))
+    return (f'<div class="cm-progress" data-percent="{pct}"><div class="cm-progress-bar" style="width:{pct}%">'
+            f'</div><span class="cm-progress-text">{html.escape(text)}</span></div>')
+
+
+def preview_size(params: GenerationParams) -> tuple[int, int]:
+    """Display size of the live preview: the first pass's image size, at most 512 on its long side."""
+    w, h = params.width, params.height
+    k = min(1.0, 512 / max(w, h))
+    return max(1, int(w * k)), max(1, int(h * k))
+
+
+def scaled_preview(image, size: tuple[int, int]):
+    """The latent preview is 1/8 of the image: scale it up here, gradio's image shows small images unscaled."""
+    from PIL import Image
+
+    if image.size == size:
+        return image
+    return image.resize(size, Image.Resampling.NEAREST)
+
+
 def result_state(result: GenerationResult) -> dict[str, list]:
     return {"paths": [str(p) for p in result.paths], "seeds": list(result.seeds),
             "infotexts": list(result.infotexts)}
