@@ -44,14 +44,16 @@ def test_sliders_take_their_range_from_params_limits(studio):
     assert {"steps", "width", "height", "cfg_scale", "batch_count", "batch_size", "hires_steps"} <= set(sliders)
     for name, slider in sliders.items():
         lim = LIMITS[name]
-        assert (slider.minimum, slider.maximum, slider.step) == (0 if lim.zero_ok else lim.lo, lim.hi, lim.step)
+        lo = 0 if lim.zero_ok or name == "steps" else lim.lo  # steps: a typed 0 must reach the params' message
+        assert (slider.minimum, slider.maximum, slider.step) == (lo, lim.hi, lim.step)
     # ... so whatever a slider takes, the params take (no silent clamp to a narrower UI range).
     GenerationParams(width=LIMITS["width"].hi, height=LIMITS["height"].hi)
 
 
-def test_steps_zero_is_a_clear_error_not_one(studio, service):
-    with pytest.raises(gr.Error, match=r"steps must be in \[1, 150\], got 0"):
-        list(studio._generate(None, progress=lambda *a, **k: None, **values_of(studio, steps=0)))
+def test_steps_zero_is_a_clear_error_not_one(studio, service, monkeypatch):
+    quiet(monkeypatch)
+    final = list(studio._generate(None, progress=lambda *a, **k: None, **values_of(studio, steps=0)))[-1]
+    assert "steps must be in [1, 150], got 0" in final[studio.run_error]["value"]
     assert service.calls == []
 
 
@@ -117,20 +119,21 @@ def test_progress_line_and_live_preview_during_a_run(studio, service, monkeypatc
     start, running, final = outs[0], outs[1:-1], outs[-1]
     assert start[studio.gallery]["visible"] is False and start[studio.preview]["visible"] is True
     shots = [o[studio.preview]["value"] for o in running if studio.preview in o]
-    assert shots and shots[0].size == (128, 64)  # the 1/8 latent preview scaled to the image size
+    assert shots and shots[0].size == (256, 128)  # the 1/8 latent preview scaled up, aspect kept
     lines = [o[studio.progress_html] for o in running]
     assert all(re.search(r"First pass: step \d/4", line) for line in lines)
     assert all(studio.gallery not in o for o in running)  # nothing else redrawn while sampling
     assert final[studio.gallery]["visible"] is True and final[studio.progress_html]["visible"] is False
 
 
-def test_engine_error_puts_the_gallery_back(studio):
+def test_engine_error_puts_the_gallery_back(studio, monkeypatch):
+    quiet(monkeypatch)
     gen = studio._generate(None, progress=lambda *a, **k: None, **values_of(studio, prompt="<lora:broken:1>"))
     assert next(gen)[studio.gallery]["visible"] is False
     restored = next(gen)
     assert restored[studio.gallery]["visible"] is True and restored[studio.preview]["visible"] is False
-    with pytest.raises(gr.Error, match="not a LoRA file"):
-        next(gen)
+    assert "not a LoRA file" in restored[studio.run_error]["value"]
+    assert list(gen) == []
 
 
 # -- styles --------------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ CSS = """
 .cm-tokens * {white-space: nowrap}
 .cm-tool {max-width: 3em !important; min-width: 3em !important}
 #cm_estimate {font-size: 0.8em; opacity: 0.8}
+#cm_run_error {color: #b91c1c}
 .cm-progress {position: relative; height: 1.6em; border-radius: 4px; background: var(--block-background-fill);
               border: 1px solid var(--border-color-primary); overflow: hidden}
 .cm-progress-bar {position: absolute; inset: 0 auto 0 0; background: var(--color-accent-soft, #fed7aa)}
@@ -184,6 +185,7 @@ class Studio:
                 self.gallery = gr.Gallery(label="Output", format="png", columns=4, object_fit="contain",
                                           interactive=False, elem_id="cm_gallery", height=420,
                                           buttons=["download", "fullscreen"])
+                self.run_error = gr.Markdown("", visible=False, elem_id="cm_run_error")
                 self.seeds_md = gr.Markdown("", elem_id="cm_seeds")
                 with gr.Row():
                     self.to_txt2img_btn = gr.Button("Send to txt2img", size="sm", elem_id="cm_send_txt2img")
@@ -194,11 +196,12 @@ class Studio:
                 self.result = gr.State(None)
                 self.selected = gr.State(None)
 
-    def _slider(self, name: str, value, label: str, **kw) -> gr.Slider:
+    def _slider(self, name: str, value, label: str, *, from_zero: bool = False, **kw) -> gr.Slider:
         """A slider whose range is GenerationParams' own (params.LIMITS): the widget never clamps a value the
-        engine would take, and never offers one it refuses."""
+        engine would take. `from_zero`: start at 0 so a typed 0 reaches the params check and its message
+        (gradio's number box would silently turn it into the minimum)."""
         lim = LIMITS[name]
-        lo = 0 if lim.zero_ok else lim.lo
+        lo = 0 if lim.zero_ok or from_zero else lim.lo
         return gr.Slider(lo, lim.hi, value=value, step=lim.step, label=label, elem_id=f"cm_{name}", **kw)
 
     def _settings(self, d: GenerationParams) -> None:
@@ -208,7 +211,7 @@ class Studio:
                                        elem_id="cm_sampler")
             f["schedule"] = gr.Dropdown(list(SCHEDULES), value=d.schedule, label="Schedule type",
                                         elem_id="cm_schedule")
-        f["steps"] = self._slider("steps", d.steps, "Sampling steps")
+        f["steps"] = self._slider("steps", d.steps, "Sampling steps", from_zero=True)
         with gr.Accordion("Hires. fix", open=False, elem_id="cm_hires_panel") as self.hires_panel:
             f["enable_hires"] = gr.Checkbox(d.enable_hires, label="Enable Hires. fix", elem_id="cm_enable_hires")
             with gr.Row():
@@ -305,7 +308,7 @@ class Studio:
         fields = list(f.values())
         gen_inputs = {**f, "styles": self.styles}
         gen_outputs = [self.gallery, self.preview, self.progress_html, self.infotext, self.seeds_md, self.result,
-                       self.selected, self.confirm_box, self.confirm_md]
+                       self.selected, self.confirm_box, self.confirm_md, self.run_error]
         # gradio's overlay would cover every output (and hide the live preview): one progress line of our own.
         run = dict(inputs_kwargs=gen_inputs, outputs=gen_outputs, concurrency_limit=1,
                    concurrency_id=GENERATION_CONCURRENCY_ID, show_progress="hidden")
@@ -385,6 +388,15 @@ class Studio:
         yield from self._run(request, progress, values, confirmed=True)
 
     def _run(self, request, progress, values: dict, *, confirmed: bool):
+        """The run, with its error shown under the output instead of raised: a raised gr.Error would leave
+        gradio's red "Error" badge on every output until the next run."""
+        try:
+            yield from self._run_inner(request, progress, values, confirmed=confirmed)
+        except gr.Error as e:
+            gr.Warning(e.message)
+            yield {**self._idle_outputs(), self.run_error: gr.update(value=f"**Error:** {e.message}", visible=True)}
+
+    def _run_inner(self, request, progress, values: dict, *, confirmed: bool):
         styles = values.pop("styles", None) or []
         if styles:
             values = dict(values)
@@ -398,7 +410,8 @@ class Studio:
             text = (f"**This run is far over the usual:** {cost.reason}. {cost.text()}. "
                     "Press *Generate anyway* to run it, or lower the size, batch size or steps.")
             gr.Warning(text.replace("**", "").replace("*", ""))
-            yield {self.confirm_box: gr.update(visible=True), self.confirm_md: text}
+            yield {self.confirm_box: gr.update(visible=True), self.confirm_md: text,
+                   self.run_error: gr.update(value="", visible=False)}
             return
         session = getattr(request, "session_hash", None) or "anonymous"
         control = Control()
@@ -407,6 +420,7 @@ class Studio:
         eta = EtaTracker(params, self.rate)
         preview_size = h.preview_size(params)
         yield {self.confirm_box: gr.update(visible=False), self.gallery: gr.update(visible=False),
+               self.run_error: gr.update(value="", visible=False),
                self.preview: gr.update(value=None, visible=True),
                self.progress_html: gr.update(value=h.progress_html("Starting…", 0.0), visible=True)}
         try:
@@ -430,10 +444,6 @@ class Studio:
                                                           visible=True)
                             pending, shown_any = None, True
                         yield out
-        except gr.Error:
-            # Put the gallery back before the error is shown: the page must keep working.
-            yield self._idle_outputs()
-            raise
         finally:
             if self._controls.get(session) is control:
                 del self._controls[session]
@@ -450,7 +460,8 @@ class Studio:
 
     def _idle_outputs(self) -> dict:
         return {self.gallery: gr.update(visible=True), self.preview: gr.update(value=None, visible=False),
-                self.progress_html: gr.update(value="", visible=False)}
+                self.progress_html: gr.update(value="", visible=False),
+                self.run_error: gr.update(value="", visible=False)}
 
     def _estimate(self, **values) -> str:
         try:
@@ -551,7 +562,8 @@ class Studio:
         out: dict = {self.f[k]: v for k, v in values.items()}
         if values.get("enable_hires"):
             out[self.hires_panel] = gr.Accordion(open=True)
-        return out
+        # Nothing to set: still a {component: update} dict (gradio reads a bare {} as one missing value).
+        return out or {self.hires_panel: gr.update()}
 
     @staticmethod
     def _fill_or_warn(get) -> tuple[dict[str, Any], list[str]]:

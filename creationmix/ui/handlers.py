@@ -213,9 +213,10 @@ def progress_html(text: str, fraction: float | None) -> str:
 
 
 def preview_size(params: GenerationParams) -> tuple[int, int]:
-    """Display size of the live preview: the first pass's image size, at most 512 on its long side."""
+    """Display size of the live preview: the image's aspect, 256 to 512 on its long side (gradio does not
+    enlarge a small image, and a 64x64 test run would show an 8x8 preview)."""
     w, h = params.width, params.height
-    k = min(1.0, 512 / max(w, h))
+    k = min(512, max(256, max(w, h))) / max(w, h)
     return max(1, int(w * k)), max(1, int(h * k))
 
 
