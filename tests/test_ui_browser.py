@@ -291,7 +291,9 @@ def test_live_preview_visible_and_interrupt_keeps_the_partial_png(page, server):
     assert _in_view(box)
     # One progress line, over nothing: gradio's own overlay is off for the run.
     assert pg.locator("#cm_progress").is_visible() and "First pass: step" in pg.locator("#cm_progress").inner_text()
-    assert pg.locator(".progress-text:visible, .eta-bar:visible").count() == 0
+    overlays = pg.locator(".progress-text:visible, .eta-bar:visible").evaluate_all(
+        "els => els.map(e => (e.closest('[id]') || {}).id + ':' + e.className + ':' + e.innerText)")
+    assert overlays == []
     _shot(pg, "ui-5-live-preview.png")
     step = int(re.search(r"step (\d+)/60", pg.locator("#cm_progress").inner_text()).group(1))
     pg.locator("#cm_interrupt").click()
@@ -409,12 +411,10 @@ def test_auth_refuses_wrong_password(server):
     assert good.status_code == 200 and "access-token" in "".join(good.headers.get_list("set-cookie"))
 
 
-def test_wrong_password_keeps_the_user_name(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport=VIEWPORT)
+def test_wrong_password_keeps_the_user_name(page, server):
+    context = page.context.browser.new_context(viewport=VIEWPORT)  # a fresh, logged-out session
+    try:
+        pg = context.new_page()
         pg.goto(server["url"])
         pg.get_by_label("username").fill(USER)
         pg.get_by_label("password").fill("wrong")
@@ -425,4 +425,5 @@ def test_wrong_password_keeps_the_user_name(server):
         pg.get_by_label("password").fill(PASSWORD)
         pg.get_by_role("button", name="Login").click()
         pg.wait_for_selector("#cm_generate", timeout=60_000)
-        browser.close()
+    finally:
+        context.close()

@@ -381,10 +381,11 @@ class Studio:
                                    outputs=[*fill_outputs, self.tabs], **fill)
 
     # -- handlers --------------------------------------------------------------------------------------------
-    def _generate(self, request: gr.Request, progress=gr.Progress(), **values):
+    # No gr.Progress() here on purpose: gradio would draw its overlay on every output again, over the preview.
+    def _generate(self, request: gr.Request, progress=None, **values):
         yield from self._run(request, progress, values, confirmed=False)
 
-    def _generate_confirmed(self, request: gr.Request, progress=gr.Progress(), **values):
+    def _generate_confirmed(self, request: gr.Request, progress=None, **values):
         yield from self._run(request, progress, values, confirmed=True)
 
     def _run(self, request, progress, values: dict, *, confirmed: bool):
@@ -433,7 +434,8 @@ class Studio:
                         result = stop.value
                         break
                     text = h.progress_text(ev, eta.update(ev))
-                    progress((ev.step, ev.total), desc=text, unit="steps")
+                    if progress is not None:
+                        progress((ev.step, ev.total), desc=text, unit="steps")
                     now = time.monotonic()
                     pending = ev.preview if ev.preview is not None else pending
                     if now - last_shown >= PREVIEW_EVERY_S or pending is not None and not shown_any:
