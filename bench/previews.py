@@ -27,7 +27,7 @@ from creationmix.models.loader import load_checkpoint  # noqa: E402
 from creationmix.models.tiny import write_tiny_checkpoint  # noqa: E402
 from creationmix.params import GenerationParams  # noqa: E402
 from creationmix.paths import Folders  # noqa: E402
-from creationmix.xyz.cli import load_preset_by_id  # noqa: E402
+from creationmix.presets_resolve import load_preset_by_id  # noqa: E402
 from creationmix.xyz.plot import WorkCounter, plan_strength_sweep, run_plot  # noqa: E402
 from creationmix.previews.job import run_previews  # noqa: E402
 from lora_fixtures import kohya_lora, write_lora  # noqa: E402

@@ -1,18 +1,17 @@
-"""Command line: `python -m creationmix txt2img|presets|pnginfo ...`.
+"""Command line: `creationmix txt2img|presets|pnginfo|xyz|previews ...` (also `python -m creationmix`).
 
-stdout carries only results (paths of PNGs written, infotext); every error is one line on stderr and a
-non-zero exit. Only this module turns domain errors into exit codes.
+An edge over the service that compose.build_service makes. stdout carries only results (paths of files
+written, infotext); stderr stays empty on success except `warning: ...` lines the user must see; every error
+is one line and a non-zero exit. Only the CLI modules turn domain errors into exit codes.
 """
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 from .errors import CreationMixError
 from .params import GenerationParams
-from .paths import Folders
 
 # flag -> (GenerationParams field, type). One table: the CLI never special-cases a parameter.
 PARAM_FLAGS: dict[str, tuple[str, type]] = {
@@ -55,8 +54,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def add_folder_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", type=Path, default=Path("."), help="our folders (models/, outputs/...)")
-    p.add_argument("--a1111-dir", type=Path, default=None, help="read an A1111 install's model folders")
+    p.add_argument("--data-dir", default=None, help="our folders (models/, outputs/...); default: here")
+    p.add_argument("--a1111-dir", default=None, help="read an A1111 install's model folders")
 
 
 def add_device_args(p: argparse.ArgumentParser) -> None:
@@ -66,45 +65,80 @@ def add_device_args(p: argparse.ArgumentParser) -> None:
 
 def add_param_args(p: argparse.ArgumentParser) -> None:
     for flag, (field, typ) in PARAM_FLAGS.items():
-        p.add_argument(flag, dest=field, type=typ, default=None)
+        p.add_argument(flag, dest=field, type=typ, default=None, help=FILE_HELP.get(flag))
     p.add_argument("--hires", dest="enable_hires", action="store_true", default=None, help="enable hires fix")
     p.add_argument("--no-hires", dest="enable_hires", action="store_false")
-    p.add_argument("--params", type=Path, default=None, help="an A1111 infotext block that sets everything")
+    p.add_argument("--params", default=None, help="a file with an A1111 infotext block that sets everything")
     p.add_argument("--preset", default=None, help="a preset card id (see `presets`)")
 
 
+FILE_HELP = {"--checkpoint": "a name in models/Stable-diffusion, or a checkpoint file anywhere",
+             "--vae": "Automatic, None, a name in models/VAE, or a VAE file anywhere"}
+
+
 def param_overrides(args: argparse.Namespace) -> dict:
-    """The GenerationParams fields given explicitly on the command line."""
+    """The GenerationParams fields given explicitly on the command line (operator files by their file name)."""
     fields = [f for f, _ in PARAM_FLAGS.values()] + ["enable_hires"]
-    return {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
+    out = {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
+    for field in ("checkpoint", "vae"):
+        if isinstance(out.get(field), Path):
+            out[field] = out[field].name
+    return out
+
+
+def resolve_file_args(args: argparse.Namespace) -> argparse.Namespace:
+    """The operator's file and folder flags: an existing path anywhere, else a name in the configured folders.
+    Turns `args.checkpoint` / `args.vae` into a Path when they name a file; checks the folders exist."""
+    from .compose import file_option, folder_option
+    if getattr(args, "checkpoint", None) is not None:
+        args.checkpoint = file_option(args.checkpoint, "--checkpoint")
+    if getattr(args, "vae", None) not in (None, "Automatic", "None", ""):
+        args.vae = file_option(args.vae, "--vae")
+    args.data_dir = folder_option(args.data_dir, "--data-dir") if args.data_dir is not None else Path(".")
+    if getattr(args, "a1111_dir", None) is not None:
+        args.a1111_dir = folder_option(args.a1111_dir, "--a1111-dir")
+    if getattr(args, "out", None) is not None:
+        args.out = Path(args.out).expanduser()
+    return args
+
+
+def service_options(args: argparse.Namespace, **kw):
+    from .compose import ServiceOptions
+    return ServiceOptions(data_dir=args.data_dir, a1111_dir=args.a1111_dir, device=args.device,
+                          precision=args.precision, checkpoint=getattr(args, "checkpoint", None),
+                          vae=getattr(args, "vae", None) if isinstance(getattr(args, "vae", None), Path) else None,
+                          tiled_vae=getattr(args, "tiled_vae", False), outputs_dir=getattr(args, "out", None), **kw)
 
 
 def params_from_args(args: argparse.Namespace, lora: str | None = None) -> GenerationParams:
     """Preset, then --params, then explicit flags: later sources override earlier ones. A preset with a LoRA
     slot gets `lora` in its slot when given (a sweep's LoRA), else its default LoRA."""
-    base = GenerationParams()
-    if getattr(args, "preset", None):
-        from .presets import PRESETS_DIR, find_preset
-        preset = find_preset(PRESETS_DIR, args.preset)
-        base = preset.fill_lora(lora, 1.0) if lora and preset.has_lora_slot else preset.to_params()
+    from .presets_resolve import resolve_params
+    text = None
     if getattr(args, "params", None):
-        from .infotext import parse_infotext
+        path = Path(args.params).expanduser()
         try:
-            text = args.params.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
         except OSError as e:
-            raise _ArgError(f"cannot read --params file {args.params}: {e.strerror}") from e
-        base = parse_infotext(text).params
-    return base.replace(**param_overrides(args))
+            raise _ArgError(f"cannot read --params file {path}: {e.strerror}") from e
+        except UnicodeDecodeError:
+            raise _ArgError(f"cannot read --params file {path}: not UTF-8 text") from None
+    return resolve_params(preset=getattr(args, "preset", None), infotext=text, overrides=param_overrides(args),
+                          lora=lora)
+
+
+def print_warnings(warnings) -> None:
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
 
 
 def cmd_txt2img(args) -> int:
-    folders = Folders(args.data_dir, args.a1111_dir)
+    resolve_file_args(args)
     params = params_from_args(args)  # validates before any model is loaded
-    from .engine import Engine
-    engine = Engine(folders, device=args.device, precision=args.precision, tiled_vae=args.tiled_vae)
-    result = engine.generate(params, outputs_dir=args.out, progress=_tqdm_progress() if args.progress else None)
-    for w in result.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+    from .compose import build_service
+    service = build_service(service_options(args))
+    result = service.generate(params, progress=_tqdm_progress() if args.progress else None)
+    print_warnings(result.warnings)
     for path in result.paths:
         print(path)
     return 0
@@ -147,14 +181,14 @@ def cmd_pnginfo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m creationmix", description="A1111-faithful SD 1.5 previews")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser = _Parser(prog="creationmix", description="A1111-faithful SD 1.5 previews")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr (third-party notices too)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     t = sub.add_parser("txt2img", help="generate images (A1111 txt2img + hires fix)")
     add_param_args(t)
     add_folder_args(t)
     add_device_args(t)
-    t.add_argument("--out", type=Path, default=None, help="outputs folder (default DATA_DIR/outputs)")
+    t.add_argument("--out", default=None, help="outputs folder (default DATA_DIR/outputs)")
     t.add_argument("--tiled-vae", action="store_true", help="decode the VAE in tiles (less memory)")
     t.add_argument("--progress", action="store_true", help="progress bars on stderr")
     t.set_defaults(func=cmd_txt2img)
@@ -163,18 +197,18 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("pnginfo", help="print the infotext of an image")
     i.add_argument("file", type=Path)
     i.set_defaults(func=cmd_pnginfo)
-    from .xyz.cli import add_previews_parser, add_xyz_parser
+    from .cli_jobs import add_previews_parser, add_xyz_parser
     add_xyz_parser(sub)
     add_previews_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    from .logs import configure
     try:
         args = build_parser().parse_args(argv)
-        if args.verbose:
-            logging.getLogger().setLevel(logging.INFO)
+        # Quiet by default: results on stdout, one line per warning or error on stderr, logs only with -v.
+        configure(verbose=args.verbose)
         return args.func(args)
     except _ArgError as e:
         print(f"error: {e}", file=sys.stderr)

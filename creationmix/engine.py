@@ -25,7 +25,7 @@ from .infotext import format_infotext
 from .models.loader import LoadedModel, load_checkpoint
 from .output import dated_folder, save_numbered_png
 from .params import GenerationParams
-from .paths import CHECKPOINT_EXTS, VAE_EXTS, Folders, list_files, resolve_file
+from .paths import Folders
 from .prompt.conditioning import build_conditioning
 from .prompt.embeddings import EmbeddingLibrary
 from .prompt.encoder import PromptEncoder
@@ -111,8 +111,9 @@ class Engine:
     """Owns the loaded model (one at a time) and runs generations. Not thread-safe: callers queue."""
 
     def __init__(self, folders: Folders, device: str | None = None, precision: str | None = None,
-                 tiled_vae: bool = False):
+                 tiled_vae: bool = False, default_checkpoint: str | None = None):
         self.folders = folders
+        self.default_checkpoint = default_checkpoint  # what a request without a checkpoint gets
         self.device = pick_device(device)
         self.dtype = pick_dtype(precision, self.device)
         self.tiled_vae = tiled_vae
@@ -130,9 +131,13 @@ class Engine:
         return self.folders.list_checkpoints()
 
     def list_vaes(self) -> list[Path]:
-        return list_files(self.folders.vae_dirs, VAE_EXTS)
+        return self.folders.list_vaes()
 
     def checkpoint_path(self, name: str | None) -> Path:
+        """The one "which checkpoint" rule: the name asked for; without one the default (configured, or the
+        user's last choice), else the loaded model, else the first one listed."""
+        if name is None:
+            name = self.default_checkpoint
         if name is None:
             if self.model is not None:
                 return self.model.path
@@ -141,12 +146,12 @@ class Engine:
                 dirs = ", ".join(str(d) for d in self.folders.checkpoint_dirs)
                 raise ModelError(f"no checkpoint found; put an SD 1.5 .safetensors file in {dirs}")
             return found[0]
-        return resolve_file(name, self.folders.checkpoint_dirs, CHECKPOINT_EXTS, "checkpoint")
+        return self.folders.resolve_checkpoint(name)
 
     def vae_path(self, name: str) -> Path | None:
         if name in ("Automatic", "None", ""):
             return None
-        return resolve_file(name, self.folders.vae_dirs, VAE_EXTS, "VAE")
+        return self.folders.resolve_vae(name)
 
     def load(self, checkpoint: str | None = None, vae: str = "Automatic") -> LoadedModel:
         path = self.checkpoint_path(checkpoint)
@@ -180,6 +185,7 @@ class Engine:
         model = self.load(params.checkpoint, params.vae)
 
         prompt, negative, lora_meta = self._apply_loras(params)
+        warnings = self.loras.active_warnings()
         cond = self._encode(prompt, negative, params, spec.total_steps(params.steps), None)
         hires_cond = None
         if params.enable_hires:
@@ -192,7 +198,7 @@ class Engine:
         folder = dated_folder(outputs_dir or self.folders.outputs_dir)
         denoiser = KDenoiser(self._unet_fn(model), sd15_alphas_cumprod().to(self.device))
         self.timings = {"first": 0.0, "hires": 0.0, "decode": 0.0}
-        images, paths, seeds, infotexts, warnings = [], [], [], [], []
+        images, paths, seeds, infotexts = [], [], [], []
         interrupted = False
         for batch_no in range(params.batch_count):
             if control.interrupted.is_set():

@@ -62,6 +62,15 @@ class Folders:
         return [p for p in list_files(self.checkpoint_dirs, CHECKPOINT_EXTS)
                 if not p.name.lower().endswith(SIDECAR_VAE_SUFFIXES)]
 
+    def list_vaes(self) -> list[Path]:
+        return list_files(self.vae_dirs, VAE_EXTS)
+
+    def resolve_checkpoint(self, name: str) -> Path:
+        return resolve_file(name, self.checkpoint_dirs, CHECKPOINT_EXTS, "checkpoint")
+
+    def resolve_vae(self, name: str) -> Path:
+        return resolve_file(name, self.vae_dirs, VAE_EXTS, "VAE")
+
     def ensure(self) -> None:
         """Create our own folders (never the A1111 install's)."""
         for d in (self.checkpoint_dirs[0], self.lora_dirs[0], self.vae_dirs[0], self.embedding_dirs[0],
@@ -112,3 +121,74 @@ def resolve_file(name: str, roots: list[Path], exts: tuple[str, ...], kind: str)
     listing = ", ".join(known[:20]) if known else "none"
     where = ", ".join(str(r) for r in roots)
     raise PathError(f"{kind} {name!r} not found in {where}; available: {listing}")
+
+
+@dataclass(frozen=True)
+class OperatorFolders(Folders):
+    """The configured folders plus what the local operator named on the command line (or in ServiceOptions):
+    checkpoint / VAE files anywhere and one more LoRA folder, searched first.
+
+    An operator file is known by its file name (and stem), so GenerationParams and infotexts keep carrying names.
+    Names from the outside world still resolve only inside folders; these files are the operator's grant."""
+
+    extra_lora_dir: Path | None = None
+    checkpoint_files: tuple[Path, ...] = ()
+    vae_files: tuple[Path, ...] = ()
+
+    @property
+    def lora_dirs(self) -> list[Path]:
+        extra = [Path(self.extra_lora_dir)] if self.extra_lora_dir is not None else []
+        return extra + Folders.lora_dirs.fget(self)
+
+    def list_checkpoints(self) -> list[Path]:
+        return _with_files(self.checkpoint_files, Folders.list_checkpoints(self))
+
+    def list_vaes(self) -> list[Path]:
+        return _with_files(self.vae_files, Folders.list_vaes(self))
+
+    def resolve_checkpoint(self, name: str) -> Path:
+        return _named_file(name, self.checkpoint_files) or Folders.resolve_checkpoint(self, name)
+
+    def resolve_vae(self, name: str) -> Path:
+        return _named_file(name, self.vae_files) or Folders.resolve_vae(self, name)
+
+
+def _with_files(files: tuple[Path, ...], listed: list[Path]) -> list[Path]:
+    seen = {Path(f).resolve() for f in files}
+    return [Path(f) for f in files] + [p for p in listed if p.resolve() not in seen]
+
+
+def _named_file(name: str, files: tuple[Path, ...]) -> Path | None:
+    for f in files:
+        if name in (Path(f).name, Path(f).stem):
+            return Path(f)
+    return None
+
+
+def with_operator_files(folders: Folders, *, lora_dir: Path | None = None, checkpoint: Path | None = None,
+                        vae: Path | None = None) -> Folders:
+    """`folders` plus an explicit LoRA folder and checkpoint / VAE files (paths the operator gave; they must
+    exist). A LoRA folder already inside a configured one adds nothing: its names resolve there anyway."""
+    if lora_dir is not None:
+        lora_dir = Path(lora_dir)
+        if not lora_dir.is_dir():
+            raise PathError(f"LoRA folder {lora_dir} is not a folder")
+        real = lora_dir.resolve()
+        if any(d.exists() and (real == d.resolve() or d.resolve() in real.parents) for d in folders.lora_dirs):
+            lora_dir = None
+    for f, kind in ((checkpoint, "checkpoint"), (vae, "VAE")):
+        if f is not None and not Path(f).is_file():
+            raise PathError(f"{kind} file {f} not found")
+    if lora_dir is None and checkpoint is None and vae is None:
+        return folders
+    base = dict(data_dir=folders.data_dir, a1111_dir=folders.a1111_dir)
+    if isinstance(folders, OperatorFolders):
+        base.update(extra_lora_dir=folders.extra_lora_dir, checkpoint_files=folders.checkpoint_files,
+                    vae_files=folders.vae_files)
+    if lora_dir is not None:
+        base["extra_lora_dir"] = lora_dir
+    if checkpoint is not None:
+        base["checkpoint_files"] = (Path(checkpoint),) + tuple(base.get("checkpoint_files", ()))
+    if vae is not None:
+        base["vae_files"] = (Path(vae),) + tuple(base.get("vae_files", ()))
+    return OperatorFolders(**base)

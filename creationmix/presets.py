@@ -273,8 +273,15 @@ def load_presets(folder: str | os.PathLike) -> tuple[list[Preset], list[str]]:
     return presets, errors
 
 
-# The cards shipped with the app (the repository's presets/ folder).
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+def _shipped_presets_dir() -> Path:
+    """The cards shipped with the app. The repository's presets/ folder is the one source: a wheel carries it
+    as creationmix/_presets (pyproject.toml maps it there), a checkout or editable install reads it in place."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "_presets"
+    return packaged if packaged.is_dir() else here.parent / "presets"
+
+
+PRESETS_DIR = _shipped_presets_dir()
 
 
 def find_preset(folder: str | os.PathLike, preset_id: str) -> Preset:

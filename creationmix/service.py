@@ -4,6 +4,7 @@ The engine (and torch) is imported on first use so that `import creationmix.serv
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Callable
 from .errors import CreationMixError, PresetError
 from .params import GenerationParams
 from .presets import PRESETS_DIR
-from .paths import VAE_EXTS, Folders, list_files
+from .paths import Folders
 from .jobs import Control, GenerationResult, ProgressEvent
 from .service_api import LoraCard, PresetCard
 
@@ -25,13 +26,20 @@ DEMO_BANNER = ("No checkpoint was found, so CreationMix built a tiny random-weig
 
 
 class Service:
+    """Build it with `compose.build_service(ServiceOptions(...))`; the constructor is the long form."""
+
     def __init__(self, folders: Folders, device: str | None = None, precision: str | None = None,
-                 checkpoint: str | None = None, presets_dir: Path = PRESETS_DIR, demo_if_empty: bool = True):
+                 checkpoint: str | None = None, presets_dir: Path = PRESETS_DIR, demo_if_empty: bool = True, *,
+                 tiled_vae: bool = False, outputs_dir: Path | None = None, create_folders: bool = True,
+                 remember_checkpoint: bool = False):
         self.folders = folders
-        self.device, self.precision = device, precision
-        self.default_checkpoint = checkpoint
+        self.device, self.precision, self.tiled_vae = device, precision, tiled_vae
         self.presets_dir = presets_dir
-        folders.ensure()
+        self.outputs_dir = Path(outputs_dir) if outputs_dir is not None else folders.outputs_dir
+        self._remember = remember_checkpoint
+        if create_folders:
+            folders.ensure()
+        self._selected = checkpoint or (self._remembered() if remember_checkpoint else None)
         self._demo = False
         if demo_if_empty and not self.list_checkpoints():
             self._build_demo()
@@ -51,16 +59,54 @@ class Service:
     def engine(self):
         with self._engine_lock:
             if self._engine is None:
+                from .logs import route_library_logs
+                route_library_logs()  # before the engine's imports: their import-time notices are logs too
                 from .engine import Engine
-                self._engine = Engine(self.folders, device=self.device, precision=self.precision)
+                self._engine = Engine(self.folders, device=self.device, precision=self.precision,
+                                      tiled_vae=self.tiled_vae, default_checkpoint=self._selected)
             return self._engine
+
+    # -- the selected checkpoint ------------------------------------------------------------------------------
+    def selected_checkpoint(self) -> str | None:
+        """The checkpoint a request without one gets (configured, or the user's last choice); None: the
+        engine's rule (the loaded model, else the first listed)."""
+        return self._selected
+
+    def _select(self, name: str) -> None:
+        if name == self._selected:
+            return
+        self._selected = name
+        if self._engine is not None:
+            self._engine.default_checkpoint = name
+        if self._remember:
+            from .fsio import write_atomic
+            try:
+                write_atomic(self._selection_file, json.dumps({"checkpoint": name}) + "\n", what="settings")
+            except CreationMixError as e:  # remembering is a convenience; the generation itself worked
+                log.warning("%s", e)
+
+    @property
+    def _selection_file(self) -> Path:
+        return Path(self.folders.cache_dir, "selected-checkpoint.json")
+
+    def _remembered(self) -> str | None:
+        try:
+            name = json.loads(self._selection_file.read_text(encoding="utf-8")).get("checkpoint")
+        except (OSError, ValueError, AttributeError):
+            return None
+        if not isinstance(name, str):
+            return None
+        try:
+            self.folders.resolve_checkpoint(name)
+        except CreationMixError:  # the file is gone: fall back to the engine's rule
+            return None
+        return name
 
     def list_checkpoints(self) -> list[str]:
         return [_rel_name(p, self.folders.checkpoint_dirs) for p in self.folders.list_checkpoints()]
 
     def list_vaes(self) -> list[str]:
-        return ["Automatic", "None"] + [_rel_name(p, self.folders.vae_dirs)
-                                        for p in list_files(self.folders.vae_dirs, VAE_EXTS)]
+        return ["Automatic", "None"] + [_rel_name(p, self.folders.vae_dirs) for p in self.folders.list_vaes()]
 
     def list_loras(self) -> list[LoraCard]:
         from .lora.library import LoraLibrary
@@ -93,14 +139,10 @@ class Service:
         preset = next((p for p in self._presets() if p.id == preset_id), None)
         if preset is None:
             raise PresetError(f"unknown preset {preset_id!r}")
-        names = self.list_checkpoints()
-        name = checkpoint or (names[0] if names else None)
-        sha = None
-        if name:
-            try:
-                sha = sha256_file(self.engine.checkpoint_path(name), cache_dir=self.folders.cache_dir)
-            except CreationMixError:
-                sha = None
+        try:
+            sha = sha256_file(self.engine.checkpoint_path(checkpoint), cache_dir=self.folders.cache_dir)
+        except CreationMixError:
+            sha = None
         return verify_checkpoint(preset, sha)
 
     def checkpoint_notice(self, checkpoint: str) -> str | None:
@@ -139,17 +181,37 @@ class Service:
     # -- generation -----------------------------------------------------------------------------------------
     def generate(self, params: GenerationParams, progress: Callable[[ProgressEvent], None] | None = None,
                  control: Control | None = None) -> GenerationResult:
-        if params.checkpoint is None and self.default_checkpoint:
-            params = params.replace(checkpoint=self.default_checkpoint)
-        return self.engine.generate(params, progress=progress, control=control, preview_every=4)
+        result = self.engine.generate(params, progress=progress, control=control, preview_every=4,
+                                      outputs_dir=self.outputs_dir)
+        if params.checkpoint:
+            self._select(params.checkpoint)
+        return result
 
-    def run_strength_sweep(self, params: GenerationParams, lora: str, strengths, seeds: int = 2, **kw):
+    def run_strength_sweep(self, params: GenerationParams | None, lora: str, strengths, seeds: int = 2, *,
+                           preset_id: str | None = None, overrides: dict | None = None, progress=None,
+                           control: Control | None = None):
         from .xyz.plot import service_strength_sweep
-        return service_strength_sweep(self, params, lora, strengths, seeds, **kw)
+        return service_strength_sweep(self, params, lora, strengths, seeds, preset_id=preset_id,
+                                      overrides=overrides, progress=progress, control=control)
 
-    def run_lora_previews(self, preset_id: str, **kw):
+    def run_lora_previews(self, preset_id: str, *, names=None, overwrite: bool = False,
+                          append_triggers: bool = False, overrides: dict | None = None, progress=None,
+                          control: Control | None = None, lora_dir: Path | None = None,
+                          missing_only: bool = False, sheet_dir: Path | None = None):
         from .previews.job import service_lora_previews
-        return service_lora_previews(self, preset_id, **kw)
+        return service_lora_previews(self, preset_id, names=names, overwrite=overwrite,
+                                     append_triggers=append_triggers, overrides=overrides, progress=progress,
+                                     control=control, lora_dir=lora_dir, missing_only=missing_only,
+                                     sheet_dir=sheet_dir)
+
+    # -- X/Y/Z plots (the CLI plans them; the UI uses run_strength_sweep) -------------------------------------
+    def plot_checks(self) -> dict:
+        """What plan_xyz / plan_strength_sweep need to refuse unknown names before any image is made."""
+        return dict(check_checkpoint=self.engine.checkpoint_path, check_lora=self.engine.lora_library.resolve)
+
+    def run_plot(self, plan, *, progress=None, control: Control | None = None):
+        from .xyz.plot import run_plot
+        return run_plot(self.engine, plan, outputs_dir=self.outputs_dir, progress=progress, control=control)
 
 
 def _rel_name(path: Path, roots: list[Path]) -> str:

@@ -1,6 +1,7 @@
 """What the UI may ask of the back end. Torch-free: the UI imports this module, never the engine.
 
-`creationmix.service.Service` is the real implementation; UI tests use a fake with the same methods.
+`creationmix.service.Service` is the real implementation (built by compose.build_service); UI tests use
+tests/fake_service.py, which a test holds to every method here.
 """
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from .jobs import Control, GenerationResult, ProgressEvent
+from .jobs import Control, GenerationResult, JobProgress, ProgressEvent
 from .params import GenerationParams
 from .styles import Style
 
@@ -45,5 +46,16 @@ class ServiceAPI(Protocol):
     def check_preset(self, preset_id: str, checkpoint: str | None) -> str | None: ...
     def checkpoint_notice(self, checkpoint: str) -> str | None: ...  # "not CreationMix V1" note, or None
     def list_styles(self) -> list[Style]: ...  # A1111 styles.csv of the data dir, then of --a1111-dir
+    def selected_checkpoint(self) -> str | None: ...
     def generate(self, params: GenerationParams, progress: Callable[[ProgressEvent], None] | None = None,
                  control: Control | None = None) -> GenerationResult: ...
+    # Jobs over many images: progress is jobs.JobProgress; Interrupt keeps finished images.
+    def run_strength_sweep(self, params: GenerationParams | None, lora: str, strengths: Any, seeds: Any = 2, *,
+                           preset_id: str | None = None, overrides: dict[str, Any] | None = None,
+                           progress: Callable[[JobProgress], None] | None = None,
+                           control: Control | None = None) -> Any: ...  # xyz.plot.PlotResult
+    def run_lora_previews(self, preset_id: str, *, names: Any = None, overwrite: bool = False,
+                          append_triggers: bool = False, overrides: dict[str, Any] | None = None,
+                          progress: Callable[[JobProgress], None] | None = None, control: Control | None = None,
+                          lora_dir: Path | None = None, missing_only: bool = False,
+                          sheet_dir: Path | None = None) -> Any: ...  # previews.job.PreviewReport

@@ -77,6 +77,7 @@ class FakeService:
         self.step_delay = step_delay
         self._banner = banner
         self.calls: list[GenerationParams] = []
+        self._selected: str | None = None
         self.saved: list[tuple[GenerationParams, str]] = []
         self._lock = threading.Lock()
         lora_dir = self.folders.lora_dirs[0]
@@ -149,6 +150,9 @@ class FakeService:
     def banner(self) -> str | None:
         return self._banner
 
+    def selected_checkpoint(self) -> str | None:
+        return self._selected
+
     # -- generation -----------------------------------------------------------------------------------------
     def _next_number(self, day_dir: Path) -> int:
         nums = [int(m.group(1)) for p in day_dir.glob("*.png") if (m := re.match(r"(\d+)-", p.name))]
@@ -199,4 +203,56 @@ class FakeService:
                 img.save(tmp, format="PNG", pnginfo=meta)
                 tmp.replace(path)
                 paths.append(path), seeds.append(seed), infos.append(info), images.append(img)
+            if params.checkpoint:
+                self._selected = params.checkpoint
             return GenerationResult(tuple(paths), tuple(seeds), tuple(infos), tuple(images), interrupted=interrupted)
+
+    # -- jobs: the real planning and grid drawing over this fake's images ------------------------------------
+    def run_strength_sweep(self, params, lora, strengths, seeds=2, *, preset_id=None, overrides=None,
+                           progress=None, control=None):
+        from creationmix.xyz.plot import plan_strength_sweep, run_plot
+        if preset_id is not None:
+            card = next((c for c in self.presets if c.id == preset_id), None)
+            if card is None:
+                raise PresetError(f"unknown preset {preset_id!r}")
+            params = card.params
+        if params is None:
+            raise InvalidParameter("a strength sweep needs parameters or a preset card")
+        params = params.replace(**(overrides or {}))
+        known = {c.name for c in self.list_loras() if not c.error}
+        plan = plan_strength_sweep(params, lora, strengths, seeds, check_lora=lambda n: _known(n, known))
+        return run_plot(_FakeEngine(self), plan, progress=progress, control=control)
+
+    def run_lora_previews(self, preset_id, *, names=None, overwrite=False, append_triggers=False, overrides=None,
+                          progress=None, control=None, lora_dir=None, missing_only=False, sheet_dir=None):
+        from creationmix.previews.job import PreviewOutcome, PreviewReport, write_contact_sheet
+        if not any(c.id == preset_id for c in self.presets):
+            raise PresetError(f"unknown preset {preset_id!r}")
+        outcomes = []
+        for card in self.list_loras():
+            if names and card.name not in names:
+                continue
+            lora_file = self.folders.lora_dirs[0] / f"{card.name}.safetensors"
+            if card.error:
+                outcomes.append(PreviewOutcome(card.name, lora_file, status="failed", reason=card.error))
+            else:
+                outcomes.append(PreviewOutcome(card.name, lora_file, preview=card.preview, status="done"
+                                               if card.preview else "skipped", weight=card.preferred_weight))
+        report = PreviewReport(outcomes=outcomes)
+        return write_contact_sheet(report, Path(sheet_dir or self.folders.outputs_dir / "lora-previews"))
+
+
+def _known(name: str, known: set[str]) -> str:
+    if name not in known:
+        raise InvalidParameter(f"LoRA {name!r} not found; available: {', '.join(sorted(known))}")
+    return name
+
+
+class _FakeEngine:
+    """What xyz.plot.run_plot needs of an engine, over the fake's generate()."""
+
+    def __init__(self, service: "FakeService"):
+        self.folders, self.model, self._svc = service.folders, None, service
+
+    def generate(self, params, *, save=True, progress=None, control=None):
+        return self._svc.generate(params, progress=progress, control=control)

@@ -1,6 +1,9 @@
-"""`python -m creationmix` end to end: stdout carries only PNG paths, errors are one line on stderr."""
+"""The command line, in-process (`cli.main([...])`): stdout carries only PNG paths, stderr stays empty on
+success, every error is one line. One end-to-end subprocess check covers a fresh interpreter's stderr."""
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -8,27 +11,30 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from creationmix.cli import main
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = """1girl, (masterpiece:1.2)
 Negative prompt: (worst quality:2.0), text, logo
 Steps: 30, Sampler: DPM++ 2M Karras, CFG scale: 9.5, Seed: 106059479, Size: 672x1056, Denoising strength: 0.6, \
 Clip skip: 2, Hires upscale: 1.6, Hires steps: 20, Hires upscaler: Latent
 """
+SMALL = ["--width", "64", "--height", "64", "--steps", "1"]
 
 
-def run(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "creationmix", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1",
-                                                       "PYTHONPATH": str(ROOT)})
+def cli(capfd, *args):
+    rc = main([str(a) for a in args])
+    out, err = capfd.readouterr()
+    return rc, out, err
 
 
-def test_txt2img_with_params_file_and_overrides(folders, tmp_path):
+def test_txt2img_with_params_file_and_overrides(folders, tmp_path, capfd):
     recipe = tmp_path / "recipe.txt"
     recipe.write_text(RECIPE)
-    r = run("txt2img", "--data-dir", folders.data_dir, "--params", recipe, "--width", 64, "--height", 64,
-            "--steps", 2, "--hires-steps", 1, "--hires-scale", 1.5, "--batch-size", 2)
-    assert r.returncode == 0, r.stderr
-    paths = [Path(line) for line in r.stdout.splitlines()]
+    rc, out, err = cli(capfd, "txt2img", "--data-dir", folders.data_dir, "--params", recipe, "--width", 64,
+                       "--height", 64, "--steps", 2, "--hires-steps", 1, "--hires-scale", 1.5, "--batch-size", 2)
+    assert (rc, err) == (0, "")
+    paths = [Path(line) for line in out.splitlines()]
     assert len(paths) == 2 and all(p.is_file() for p in paths)
     img = Image.open(paths[1])
     assert img.size == (96, 96)
@@ -37,8 +43,8 @@ def test_txt2img_with_params_file_and_overrides(folders, tmp_path):
     for part in ("Steps: 2", "CFG scale: 9.5", "Seed: 106059480", "Size: 64x64", "Clip skip: 2",
                  "Denoising strength: 0.6", "Hires upscale: 1.5", "Hires steps: 1", "Hires upscaler: Latent"):
         assert part in text
-    info = run("pnginfo", paths[1])
-    assert info.returncode == 0 and info.stdout.strip() == text.strip()
+    rc, out, err = cli(capfd, "pnginfo", paths[1])
+    assert rc == 0 and out.strip() == text.strip() and err == ""
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -46,39 +52,85 @@ def test_txt2img_with_params_file_and_overrides(folders, tmp_path):
     (["--sampler", "Euler z"], "unknown sampler 'Euler z'"),
     (["--hires-upscaler", "ESRGAN_4x"], "unknown hires upscaler"),
     (["--denoising-strength", "0"], "denoising strength"),
-    (["--checkpoint", "../../etc/passwd"], "contains '..'"),
+    (["--checkpoint", "../../etc/passwd-nowhere"], "no such file"),
+    (["--checkpoint", "nope"], "checkpoint 'nope' not found"),
+    (["--vae", "/no/such/vae.safetensors"], "no such file"),
+    (["--params", "/no/such/recipe.txt"], "cannot read --params file"),
     (["--steps", "x"], "invalid int value"),
 ])
-def test_bad_input_is_one_line_and_writes_nothing(folders, args, needle):
-    r = run("txt2img", "--data-dir", folders.data_dir, "--width", 64, "--height", 64, "--steps", 1, *args)
-    assert r.returncode != 0
-    assert r.stdout == ""
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0], r.stderr
+def test_bad_input_is_one_line_and_writes_nothing(folders, capfd, args, needle):
+    rc, out, err = cli(capfd, "txt2img", "--data-dir", folders.data_dir, *SMALL, *args)
+    assert rc != 0 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], err
     assert not list(folders.outputs_dir.rglob("*.png"))
 
 
-def test_garbage_checkpoint_is_a_clear_error(folders):
+def test_garbage_checkpoint_is_one_line(folders, capfd):
     (folders.checkpoint_dirs[0] / "broken.safetensors").write_bytes(b"not a model at all")
-    r = run("txt2img", "--data-dir", folders.data_dir, "--checkpoint", "broken", "--width", 64, "--height", 64,
-            "--steps", 1)
-    assert r.returncode == 1 and "broken.safetensors" in r.stderr and r.stdout == ""
+    rc, out, err = cli(capfd, "txt2img", "--data-dir", folders.data_dir, "--checkpoint", "broken", *SMALL)
+    assert rc == 1 and out == "" and len(err.splitlines()) == 1 and "broken.safetensors" in err
 
 
-def test_presets_listed_and_usable(folders):
-    r = run("presets")
-    assert r.returncode == 0
-    ids = [line.split("\t")[0] for line in r.stdout.splitlines()]
+def test_checkpoint_file_anywhere(tiny_ckpt, tmp_path, capfd, monkeypatch):
+    """The operator's --checkpoint may be a file outside every folder; the infotext names its stem and
+    nothing is created in the working directory except outputs/ and the hash cache (no empty models/ tree)."""
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    rc, out, err = cli(capfd, "txt2img", "--checkpoint", tiny_ckpt, "--prompt", "x", *SMALL)
+    assert (rc, err) == (0, "")
+    png = Path(out.strip())
+    assert png.is_file() and png.resolve().is_relative_to(here / "outputs")
+    assert "Model: tiny," in Image.open(png).text["parameters"]
+    assert sorted(p.name for p in here.iterdir()) == [".cache", "outputs"]
+    # (mode 0644: see test_fsio)
+
+
+def test_out_and_relative_checkpoint_path(tiny_ckpt, tmp_path, capfd, monkeypatch):
+    monkeypatch.chdir(tiny_ckpt.parent)
+    rc, out, err = cli(capfd, "txt2img", "--checkpoint", f"./{tiny_ckpt.name}", "--out", tmp_path / "o", *SMALL)
+    assert (rc, err) == (0, "") and Path(out.strip()).resolve().is_relative_to(tmp_path / "o")
+
+
+def test_presets_listed_and_usable(folders, capfd):
+    rc, out, err = cli(capfd, "presets")
+    assert (rc, err) == (0, "")
+    ids = [line.split("\t")[0] for line in out.splitlines()]
     assert {"in-general", "lora-well-trained", "lora-less-trained", "lora-preview"} <= set(ids)
-    r = run("txt2img", "--data-dir", folders.data_dir, "--preset", "in-general", "--width", 64, "--height", 64,
-            "--steps", 1, "--hires-steps", 1, "--hires-scale", 1.25)
-    assert r.returncode == 0, r.stderr
-    text = Image.open(r.stdout.strip()).text["parameters"]
+    rc, out, err = cli(capfd, "txt2img", "--data-dir", folders.data_dir, "--preset", "in-general", *SMALL,
+                       "--hires-steps", 1, "--hires-scale", 1.25)
+    assert (rc, err) == (0, "")
+    text = Image.open(out.strip()).text["parameters"]
     assert "Seed: 106059479" in text and "CFG scale: 9.5" in text
 
 
-def test_pnginfo_on_an_image_without_metadata(tmp_path):
+def test_pnginfo_on_an_image_without_metadata(tmp_path, capfd):
     p = tmp_path / "plain.png"
     Image.new("RGB", (4, 4)).save(p)
-    r = run("pnginfo", p)
-    assert r.returncode != 0 and "no generation parameters" in r.stderr
+    rc, out, err = cli(capfd, "pnginfo", p)
+    assert rc != 0 and out == "" and err.count("\n") == 1 and "no generation parameters" in err
+
+
+def test_verbose_shows_logs(folders, capfd):
+    rc, out, err = cli(capfd, "-v", "txt2img", "--data-dir", folders.data_dir, *SMALL)
+    assert rc == 0 and out.strip().endswith(".png") and ("INFO" in err or "WARNING" in err)
+
+
+def _umask() -> int:
+    old = os.umask(0)
+    os.umask(old)
+    return old
+
+
+def test_end_to_end_fresh_interpreter_is_quiet(folders, tmp_path):
+    """A new process: import-time notices of transformers / diffusers must not reach stderr either."""
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "creationmix", "txt2img", "--data-dir", str(folders.data_dir),
+                        *SMALL], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert Path(r.stdout.strip()).is_file()
+    bad = subprocess.run([sys.executable, "-m", "creationmix", "txt2img", "--data-dir", str(folders.data_dir),
+                          "--checkpoint", "missing", *SMALL], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert bad.returncode == 1 and bad.stdout == "" and len(bad.stderr.splitlines()) == 1

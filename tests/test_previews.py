@@ -10,7 +10,7 @@ from creationmix.engine import Engine
 from creationmix.infotext import parse_infotext
 from creationmix.pnginfo import read_parameters
 from creationmix.jobs import Control
-from creationmix.xyz.cli import load_preset_by_id
+from creationmix.presets_resolve import load_preset_by_id
 from creationmix.xyz.plot import WorkCounter
 from creationmix.previews.job import preview_path, run_previews, select_loras
 from lora_fixtures import kohya_lora, loha_fake, write_garbage, write_lora, write_sidecar
@@ -143,18 +143,22 @@ def test_preset_without_slot_refused(engine, folders, library):
 
 
 def test_cli_previews(folders, library, capsys):
-    from creationmix.cli import _Parser
-    from creationmix.xyz.cli import add_previews_parser
-    parser = _Parser(prog="t")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    add_previews_parser(sub)
-    args = parser.parse_args(["previews", "--lora-dir", str(library), "--preset", "lora-preview",
-                              "--data-dir", str(folders.data_dir), "--device", "cpu", "--steps", "2",
-                              "--width", "64", "--height", "64", "--no-hires", "--sampler", "Euler",
-                              "--lora", "alpha", "--lora", "broken", "--no-progress"])
-    assert args.func(args) == 0
+    from creationmix.cli import main
+    rc = main(["previews", "--lora-dir", str(library), "--preset", "lora-preview",
+               "--data-dir", str(folders.data_dir), "--device", "cpu", "--steps", "2",
+               "--width", "64", "--height", "64", "--no-hires", "--sampler", "Euler",
+               "--lora", "alpha", "--lora", "broken", "--no-progress"])
+    assert rc == 0
     out, err = capsys.readouterr()
     lines = out.split()
     assert str(library / "alpha.preview.png") in lines
     assert any(line.endswith("contact-sheet.html") for line in lines)
     assert "1 done, 0 skipped, 1 failed" in err and "failed  broken:" in err
+
+
+def test_cli_previews_all_done_is_silent_on_stderr(folders, library, capsys):
+    from creationmix.cli import main
+    rc = main(["previews", "--lora-dir", str(library), "--data-dir", str(folders.data_dir), "--device", "cpu",
+               "--steps", "1", "--width", "64", "--height", "64", "--no-hires", "--lora", "alpha", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and err == "" and str(library / "alpha.preview.png") in out.split()

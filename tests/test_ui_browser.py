@@ -2,8 +2,8 @@
 
 Runs the real service (which builds the tiny demo checkpoint in an empty data dir). Skips with a reason when
 /usr/bin/chromium, playwright or the real service (torch) is missing. CREATIONMIX_UI_TEST_FAKE=1 runs the same
-flow against tests/fake_service.py (UI development only). Screenshots go to test-artifacts/ (gitignored), at
-1366x900 (the first viewport is what an A1111 user judges the layout by).
+flow against tests/fake_service.py via tests/fake_app.py (UI development only). Screenshots go to test-artifacts/
+(gitignored), at 1366x900 (the first viewport is what an A1111 user judges the layout by).
 """
 from __future__ import annotations
 
@@ -98,10 +98,10 @@ def server(tmp_path_factory):
     port = _free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1", GRADIO_ANALYTICS_ENABLED="False")
     if FAKE:
-        env.update(CREATIONMIX_FAKE_SERVICE="1", CREATIONMIX_FAKE_STEP_DELAY="0.02")
+        env.update(CREATIONMIX_FAKE_STEP_DELAY="0.02")
     log_path = data_dir / "server.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "app.py", "--data-dir", str(data_dir), "--port", str(port),
+        proc = subprocess.Popen([sys.executable, "tests/fake_app.py" if FAKE else "app.py", "--data-dir", str(data_dir), "--port", str(port),
                                  "--auth", f"{USER}:{PASSWORD}", "--max-queue", "4"],
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"

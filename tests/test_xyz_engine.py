@@ -1,6 +1,8 @@
 """X/Y/Z plots and strength sweeps on the real engine with the tiny checkpoint and tiny LoRAs (64x64, 2 steps)."""
 from __future__ import annotations
 
+import re
+
 import shutil
 
 import numpy as np
@@ -120,13 +122,8 @@ def test_unknown_lora_and_checkpoint_fail_before_any_image(engine, tmp_path):
 
 
 def _cli(argv):
-    from creationmix.cli import _Parser
-    from creationmix.xyz.cli import add_xyz_parser
-    parser = _Parser(prog="t")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    add_xyz_parser(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    from creationmix.cli import main
+    return main(argv)
 
 
 def test_cli_xyz_lists_files(data_dir, tmp_path, capsys):
@@ -140,10 +137,12 @@ def test_cli_xyz_lists_files(data_dir, tmp_path, capsys):
     assert all((tmp_path / p).exists() or __import__("pathlib").Path(p).exists() for p in lines)
 
 
-def test_cli_bad_axis_value_fails_before_loading(data_dir, tmp_path):
-    with pytest.raises(InvalidParameter, match=r"X axis \(Steps\).*'abc'"):
-        _cli(["xyz", "--data-dir", str(data_dir), "--x-type", "Steps", "--x-values", "2, abc",
-              "--out", str(tmp_path)])
+def test_cli_bad_axis_value_fails_before_loading(data_dir, tmp_path, capsys):
+    rc = _cli(["xyz", "--data-dir", str(data_dir), "--x-type", "Steps", "--x-values", "2, abc",
+               "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert rc == 1 and out == "" and len(err.splitlines()) == 1
+    assert re.search(r"X axis \(Steps\).*'abc'", err)
 
 
 def test_cli_sweep_fills_the_preset_slot(data_dir, tmp_path, capsys):

@@ -7,26 +7,14 @@ gr = pytest.importorskip("gradio")
 
 from creationmix.service import Service  # noqa: E402
 from creationmix.ui.previews_tab import PreviewsTab  # noqa: E402
-from creationmix.xyz.plot import service_strength_sweep  # noqa: E402
-from creationmix.previews.job import service_lora_previews  # noqa: E402
 from lora_fixtures import kohya_lora, write_lora  # noqa: E402
-
-
-class XyzService(Service):
-    """The two methods the lead adds to Service, delegating to creationmix.xyz."""
-
-    def run_strength_sweep(self, params, lora, strengths, seeds=2, **kw):
-        return service_strength_sweep(self, params, lora, strengths, seeds, **kw)
-
-    def run_lora_previews(self, preset_id, **kw):
-        return service_lora_previews(self, preset_id, **kw)
 
 
 @pytest.fixture
 def service(folders, tiny_model):
     write_lora(folders.lora_dirs[0] / "style.safetensors",
                kohya_lora(tiny_model.pipe.unet, tiny_model.pipe.text_encoder, seed=1, conv=False))
-    return XyzService(folders, device="cpu", precision="fp32", demo_if_empty=False)
+    return Service(folders, device="cpu", precision="fp32", demo_if_empty=False)
 
 
 def drain(gen):

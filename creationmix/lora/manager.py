@@ -74,6 +74,10 @@ def _quiet_loading():
             tlog.enable_progress_bar()
 
 
+def _skipped_message(name: str, skipped: list[str]) -> str:
+    return f"LoRA {name}: {len(skipped)} layer(s) not in this checkpoint were skipped (e.g. {skipped[0]})"
+
+
 class LoraManager:
     def __init__(self, pipe, library: LoraLibrary, max_cached: int = 8) -> None:
         if max_cached < 1:
@@ -125,8 +129,7 @@ class LoraManager:
                 self._cache[key] = _Adapter(adapter, key, info, conv.has_unet, conv.has_te, len(conv.layers),
                                             conv.skipped)
                 if conv.skipped:
-                    msg = (f"LoRA {info.name}: {len(conv.skipped)} layer(s) not in this checkpoint were skipped "
-                           f"(e.g. {conv.skipped[0]})")
+                    msg = _skipped_message(info.name, conv.skipped)
                     self.warnings.append(msg)
                     log.warning(msg)
         except Exception:
@@ -169,6 +172,16 @@ class LoraManager:
     def te_key(self) -> tuple:
         """What the text encoder's LoRAs are, as a hashable key for a prompt-embedding cache."""
         return self._te_key
+
+    def active_warnings(self) -> list[str]:
+        """What the user must hear about the LoRAs now active (on every generation, not only the first load)."""
+        by_adapter = {a.adapter: a for a in self._cache.values()}
+        out = []
+        for act in self.active:
+            a = by_adapter.get(act.adapter)
+            if a is not None and a.skipped:
+                out.append(_skipped_message(act.info.name, a.skipped))
+        return list(dict.fromkeys(out))
 
     def lora_hashes(self) -> str:
         """A1111's infotext "Lora hashes" value: `name: autov3, name2: autov3`."""

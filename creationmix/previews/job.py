@@ -43,6 +43,7 @@ class PreviewOutcome:
     weight: float | None = None
     reason: str = ""
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # e.g. LoRA layers this checkpoint lacks
 
 
 @dataclass
@@ -81,6 +82,8 @@ class PreviewReport:
             lines.append(f"  skipped {o.name}: {o.reason}")
         for o in self.failed:
             lines.append(f"  failed  {o.name}: {o.reason}")
+        for o in self.outcomes:
+            lines += [f"  warning {o.name}: {w}" for w in o.warnings]
         return "\n".join(lines)
 
 
@@ -258,6 +261,7 @@ def run_previews(engine, preset, *, loras: Sequence | None = None, lora_dir: Pat
             done += 1
             continue
         report.warnings += [w for w in res.warnings if w not in report.warnings]
+        outcome.warnings = list(res.warnings)
         if write_png_no_clobber(res.images[0], target, res.infotexts[0], overwrite=overwrite):
             outcome.status, outcome.preview = "done", target
         else:  # another run wrote it meanwhile: theirs stays
@@ -369,15 +373,13 @@ figcaption{{font-size:13px;word-break:break-all}} figcaption span{{color:#666;di
 
 def service_lora_previews(service, preset_id: str, *, names: Sequence[str] | None = None, overwrite: bool = False,
                           append_triggers: bool = False, overrides: dict[str, Any] | None = None,
-                          progress=None, control: Control | None = None) -> PreviewReport:
-    """What `Service.run_lora_previews` delegates to (the UI's LoRA previews tab): every LoRA of the configured
-    folders (or the named ones), contact sheet in outputs/lora-previews/."""
-    from ..xyz.cli import load_preset_by_id
-    preset = load_preset_by_id(preset_id, getattr(service, "presets_dir", None))
-    overrides = dict(overrides or {})
-    if getattr(service, "default_checkpoint", None) and "checkpoint" not in overrides:
-        overrides["checkpoint"] = service.default_checkpoint
-    return run_previews(service.engine, preset, names=names or None, overwrite=overwrite,
-                        append_triggers=append_triggers, overrides=overrides,
-                        sheet_dir=Path(service.folders.outputs_dir, "lora-previews"), progress=progress,
-                        control=control)
+                          progress=None, control: Control | None = None, lora_dir: Path | None = None,
+                          missing_only: bool = False, sheet_dir: Path | None = None) -> PreviewReport:
+    """What `Service.run_lora_previews` delegates to (the UI's LoRA previews tab, the CLI): every LoRA of the
+    configured folders (or of `lora_dir`, or the named ones); contact sheet in outputs/lora-previews/."""
+    from ..presets_resolve import load_preset_by_id
+    preset = load_preset_by_id(preset_id, service.presets_dir)
+    return run_previews(service.engine, preset, lora_dir=lora_dir, names=names or None, missing_only=missing_only,
+                        overwrite=overwrite, append_triggers=append_triggers, overrides=dict(overrides or {}),
+                        sheet_dir=Path(sheet_dir or Path(service.outputs_dir, "lora-previews")),
+                        progress=progress, control=control)

@@ -108,10 +108,9 @@ class Studio:
                     self._generate_tab(d, checkpoints)
                 with gr.Tab("PNG Info", id="pnginfo", elem_id="cm_tab_pnginfo"):
                     self._pnginfo_tab()
-                if hasattr(svc, "run_lora_previews"):  # the fake service of the handler tests has no engine jobs
-                    with gr.Tab("LoRA previews", id="previews", elem_id="cm_tab_previews"):
-                        from .previews_tab import PreviewsTab
-                        PreviewsTab(svc, allow=self.allow).build()
+                with gr.Tab("LoRA previews", id="previews", elem_id="cm_tab_previews"):
+                    from .previews_tab import PreviewsTab
+                    PreviewsTab(svc, allow=self.allow).build()
             self._wire()
         return demo
 
@@ -123,7 +122,9 @@ class Studio:
     def _generate_tab(self, d: GenerationParams, checkpoints: list[str]) -> None:
         f = self.f
         with gr.Row(equal_height=True):
-            f["checkpoint"] = gr.Dropdown(checkpoints, value=checkpoints[0] if checkpoints else None,
+            selected = self.service.selected_checkpoint()
+            first = selected if selected in checkpoints else (checkpoints[0] if checkpoints else None)
+            f["checkpoint"] = gr.Dropdown(checkpoints, value=first,
                                           label="Stable Diffusion checkpoint", elem_id="cm_checkpoint", scale=4)
             self.refresh_ckpt = self._tool("refresh", "Refresh checkpoints", "cm_refresh_checkpoint")
             f["vae"] = gr.Dropdown(self._vae_choices(), value=d.vae, label="SD VAE", elem_id="cm_vae", scale=3)

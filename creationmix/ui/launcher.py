@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 import sys
@@ -25,9 +26,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="where models/, embeddings/, outputs/ live (default: the current directory)")
     p.add_argument("--a1111-dir", type=Path, default=None,
                    help="an AUTOMATIC1111 install whose models are also listed (read-only)")
-    p.add_argument("--checkpoint", default=None, help="checkpoint to load first (a name in models/Stable-diffusion)")
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint to start with: a name in models/Stable-diffusion or a file anywhere")
     p.add_argument("--device", default=None, help="cuda, cuda:1, mps or cpu (default: the best available)")
     p.add_argument("--precision", default=None, help="fp16, bf16 or fp32 (default: per device)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log everything (third-party notices too) here")
     p.add_argument("--max-queue", type=int, default=20,
                    help="how many generation requests may wait; more are refused (default: 20)")
     args = p.parse_args(argv)
@@ -70,21 +73,12 @@ def free_port(host: str, start: int, tries: int = 100) -> int:
 
 
 def make_service(args: argparse.Namespace):
-    from ..paths import Folders
-    from ..service import Service  # torch lives behind this import
+    from ..compose import ServiceOptions, build_service, file_option  # torch lives behind the service's engine
 
-    folders = Folders(data_dir=args.data_dir, a1111_dir=args.a1111_dir)
-    return Service(folders, device=args.device, precision=args.precision, checkpoint=args.checkpoint)
-
-
-def make_fake_service(args: argparse.Namespace):
-    """Development only (CREATIONMIX_FAKE_SERVICE=1): the torch-free test double from tests/fake_service.py."""
-    root = Path(__file__).resolve().parents[2]
-    sys.path.insert(0, str(root))
-    from tests.fake_service import FakeService
-
-    return FakeService(args.data_dir, step_delay=float(os.environ.get("CREATIONMIX_FAKE_STEP_DELAY", "0.05")),
-                       banner="Fake service: images are flat colours (CREATIONMIX_FAKE_SERVICE=1).")
+    checkpoint = file_option(args.checkpoint, "--checkpoint")
+    return build_service(ServiceOptions(data_dir=args.data_dir, a1111_dir=args.a1111_dir, device=args.device,
+                                        precision=args.precision, checkpoint=checkpoint, demo_if_empty=True,
+                                        create_folders=True, remember_checkpoint=True))
 
 
 def try_share(blocks, host: str, port: int) -> str | None:
@@ -104,9 +98,12 @@ def try_share(blocks, host: str, port: int) -> str | None:
     return url
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, service_factory=None) -> int:
+    """`service_factory(args)` replaces the real service (the browser tests' fake lives in tests/)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     args = parse_args(argv)
+    from ..logs import configure
+    configure(verbose=args.verbose, log_dir=Path(args.data_dir, "logs"), console_level=logging.WARNING)
     host = "0.0.0.0" if args.listen else "127.0.0.1"
     if args.share and not args.auth_pairs:
         print(SHARE_WARNING, flush=True)
@@ -115,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..errors import CreationMixError
 
     try:
-        service = make_fake_service(args) if os.environ.get("CREATIONMIX_FAKE_SERVICE") == "1" \
-            else make_service(args)
+        service = (service_factory or make_service)(args)
     except CreationMixError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -471,18 +471,14 @@ def service_strength_sweep(service, params: GenerationParams | None, lora: str, 
     """What `Service.run_strength_sweep` delegates to (the UI's LoRA previews tab): plan, check names, run.
 
     With `preset_id` the base is that card, its LoRA slot filled with `lora` (so a slot card sweeps the chosen
-    LoRA, not its default one); `overrides` then apply (e.g. a small size for a quick look)."""
-    engine = service.engine
+    LoRA, not its default one); `overrides` then apply (e.g. a small size for a quick look). A base without a
+    checkpoint gets the engine's default."""
+    from ..presets_resolve import resolve_params
     if preset_id is not None:
-        from .cli import load_preset_by_id
-        preset = load_preset_by_id(preset_id, getattr(service, "presets_dir", None))
-        params = preset.fill_lora(lora, 1.0) if preset.has_lora_slot else preset.to_params()
+        params = resolve_params(preset=preset_id, lora=lora, presets_dir=service.presets_dir)
     if params is None:
         raise InvalidParameter("a strength sweep needs parameters or a preset card")
     if overrides:
         params = params.replace(**overrides)
-    if params.checkpoint is None and getattr(service, "default_checkpoint", None):
-        params = params.replace(checkpoint=service.default_checkpoint)
-    plan = plan_strength_sweep(params, lora, strengths, seeds, check_lora=engine.lora_library.resolve,
-                               check_checkpoint=engine.checkpoint_path)
-    return run_plot(engine, plan, progress=progress, control=control)
+    plan = plan_strength_sweep(params, lora, strengths, seeds, **service.plot_checks())
+    return service.run_plot(plan, progress=progress, control=control)

@@ -1,4 +1,5 @@
-"""`python -m creationmix xyz ...` and `python -m creationmix previews ...` (registered by creationmix/cli.py).
+"""`creationmix xyz ...` and `creationmix previews ...` (registered by creationmix/cli.py): CLI edges over the
+service's X/Y/Z and LoRA-library preview jobs.
 
 stdout lists the files written, one per line; a tqdm bar over the whole job goes to stderr. Ctrl-C stops after
 keeping every finished image (cells, previews), still writes the grids / contact sheet, and exits 130.
@@ -9,17 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import param_overrides, params_from_args
-from ..errors import InvalidParameter
+from .cli import (PARAM_FLAGS, add_device_args, add_folder_args, add_param_args, param_overrides,
+                  params_from_args, print_warnings, resolve_file_args, service_options)
+from .errors import InvalidParameter
 
 AXIS_HELP = ("axis type: Seed, Steps, CFG Scale, Sampler, Checkpoint name, Denoising, Hires upscale, Hires fix, "
              "Clip skip, Prompt S/R, LoRA, LoRA strength")
-
-
-def load_preset_by_id(preset_id: str, folder: Path | None = None):
-    """A preset card by id, from `folder` (default: the shipped presets/)."""
-    from ..presets import PRESETS_DIR, find_preset
-    return find_preset(folder or PRESETS_DIR, preset_id)
 
 
 def tqdm_job_progress(total: int | None = None, unit: str = "img"):
@@ -44,61 +40,25 @@ def tqdm_job_progress(total: int | None = None, unit: str = "img"):
     return progress, bar.close
 
 
-def _engine(args):
-    from ..engine import Engine
-    return Engine(args.folders, device=args.device, precision=args.precision)
-
-
-def _folders(args, lora_dir: Path | None = None):
-    from ..paths import Folders
-    folders = Folders(args.data_dir, args.a1111_dir)
-    if lora_dir is None:
-        return folders
-    lora_dir = Path(lora_dir)
-    if not lora_dir.is_dir():
-        raise InvalidParameter(f"--lora-dir {lora_dir} is not a folder")
-    real = lora_dir.resolve()
-    if any(real == d.resolve() or d.resolve() in real.parents for d in folders.lora_dirs if d.exists()):
-        return folders
-    return FoldersWithLoraDir(folders.data_dir, folders.a1111_dir, lora_dir)
-
-
-def _make_folders_with_lora_dir():
-    from dataclasses import dataclass
-
-    from ..paths import Folders
-
-    @dataclass(frozen=True)
-    class FoldersWithLoraDir(Folders):
-        """The configured folders plus one explicit LoRA folder (searched first): names still resolve only
-        inside LoRA folders, this one included."""
-        extra_lora_dir: Path | None = None
-
-        @property
-        def lora_dirs(self) -> list[Path]:
-            return [Path(self.extra_lora_dir)] + Folders.lora_dirs.fget(self)
-
-    return FoldersWithLoraDir
-
-
-FoldersWithLoraDir = _make_folders_with_lora_dir()
+def _service(args, **kw):
+    from .compose import build_service
+    return build_service(service_options(args, **kw))
 
 
 # -- xyz -----------------------------------------------------------------------------------------------------------
 def cmd_xyz(args) -> int:
-    from .plot import parse_axes, plan_strength_sweep, plan_xyz, run_plot
+    from .xyz.plot import parse_axes, plan_strength_sweep, plan_xyz
 
-    args.folders = _folders(args)
+    resolve_file_args(args)
     base = params_from_args(args, lora=args.sweep)
-    engine = _engine(args)
-    check = dict(check_checkpoint=engine.checkpoint_path, check_lora=engine.lora_library.resolve,
-                 allow_large=args.allow_large, max_batch=args.max_batch)
+    service = _service(args)
+    check = dict(**service.plot_checks(), allow_large=args.allow_large, max_batch=args.max_batch)
     if args.sweep:
         if any((args.x_type, args.y_type, args.z_type)):
             raise InvalidParameter("--sweep makes its own axes (strength x seed); leave out --x/--y/--z-type")
         seeds: int | list[int] = args.seeds
         if args.seed_list:
-            from .axes import parse_axis
+            from .xyz.axes import parse_axis
             seeds = list(parse_axis("Seed", args.seed_list, name="Y").values)
         plan = plan_strength_sweep(base, args.sweep, args.strengths, seeds, **check)
     else:
@@ -109,11 +69,10 @@ def cmd_xyz(args) -> int:
         plan = plan_xyz(base, *axes, **check)
     progress, close = tqdm_job_progress(plan.image_count) if not args.no_progress else (None, lambda: None)
     try:
-        result = run_plot(engine, plan, outputs_dir=args.out, progress=progress)
+        result = service.run_plot(plan, progress=progress)
     finally:
         close()
-    for w in result.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+    print_warnings(result.warnings)
     for path in result.written:
         print(path)
     if result.interrupted:
@@ -124,7 +83,6 @@ def cmd_xyz(args) -> int:
 
 def add_xyz_parser(sub) -> argparse.ArgumentParser:
     """Register `xyz` on the subparsers object of creationmix/cli.py's build_parser."""
-    from ..cli import add_device_args, add_folder_args, add_param_args
     x = sub.add_parser("xyz", help="X/Y/Z plot (A1111's xyz_grid) or a LoRA strength sweep (--sweep LORA)",
                        description="Axis values use A1111's syntax: a, b, \"c, d\"; 1-5; 1-9 (+2); 0.2-1.0 (+0.2); "
                                    "0-1 [5]. Cells run x fastest, then y, then z; one grid PNG per Z value.")
@@ -142,7 +100,7 @@ def add_xyz_parser(sub) -> argparse.ArgumentParser:
     x.add_argument("--seed-list", default=None, help="sweep: explicit seeds (A1111 syntax), instead of --seeds")
     x.add_argument("--allow-large", action="store_true", help="allow more than 1000 cells")
     x.add_argument("--max-batch", type=int, default=None, help="largest batch of same-prompt seeds (default: fit)")
-    x.add_argument("--out", type=Path, default=None, help="outputs folder (default DATA_DIR/outputs)")
+    x.add_argument("--out", default=None, help="outputs folder (default DATA_DIR/outputs)")
     x.add_argument("--no-progress", action="store_true", help="no progress bar")
     x.set_defaults(func=cmd_xyz)
     return x
@@ -150,27 +108,28 @@ def add_xyz_parser(sub) -> argparse.ArgumentParser:
 
 # -- previews ------------------------------------------------------------------------------------------------------
 def cmd_previews(args) -> int:
-    from ..previews.job import run_previews
+    from .compose import folder_option
+    from .paths import Folders
 
-    args.folders = _folders(args, args.lora_dir)
-    preset = load_preset_by_id(args.preset)
-    engine = _engine(args)
+    resolve_file_args(args)
+    lora_dir = folder_option(args.lora_dir, "--lora-dir", Folders(args.data_dir, args.a1111_dir).lora_dirs)
+    service = _service(args, lora_dir=lora_dir)
     overrides = param_overrides(args)
     overrides.pop("prompt", None)  # the card's prompt holds the slot
-    sheet_dir = args.sheet_dir or Path(args.folders.outputs_dir, "lora-previews")
     progress, close = tqdm_job_progress(unit="lora") if not args.no_progress else (None, lambda: None)
     try:
-        report = run_previews(engine, preset, lora_dir=args.lora_dir, names=args.lora or None,
-                              missing_only=args.missing_only, overwrite=args.overwrite,
-                              append_triggers=args.triggers, overrides=overrides, sheet_dir=sheet_dir,
-                              progress=progress)
+        report = service.run_lora_previews(args.preset, lora_dir=lora_dir, names=args.lora or None,
+                                           missing_only=args.missing_only, overwrite=args.overwrite,
+                                           append_triggers=args.triggers, overrides=overrides,
+                                           sheet_dir=args.sheet_dir and Path(args.sheet_dir).expanduser(),
+                                           progress=progress)
     finally:
         close()
-    for w in report.warnings:
-        print(f"warning: {w}", file=sys.stderr)
     for path in report.written:
         print(path)
-    print(report.summary(), file=sys.stderr)
+    if report.skipped or report.failed or report.interrupted or any(o.warnings for o in report.outcomes):
+        # What was skipped, failed or warned about, each once; an all-done run says nothing on stderr.
+        print(report.summary(), file=sys.stderr)
     if report.interrupted:
         return 130
     return 1 if report.failed and not report.done and not report.skipped else 0
@@ -178,18 +137,18 @@ def cmd_previews(args) -> int:
 
 def add_previews_parser(sub) -> argparse.ArgumentParser:
     """Register `previews` on the subparsers object of creationmix/cli.py's build_parser."""
-    from ..cli import PARAM_FLAGS, add_device_args, add_folder_args
     p = sub.add_parser("previews", help="render <stem>.preview.png for every LoRA of a folder",
                        description="Fills the preset card's LoRA slot with each LoRA (sidecar preferred weight, "
                                    "else 1). Existing previews are kept (a re-run resumes); failures are reported.")
     p.add_argument("--preset", default="lora-preview", help="a preset card with a LoRA slot (default lora-preview)")
-    p.add_argument("--lora-dir", type=Path, default=None, help="LoRA folder (default: the configured LoRA folders)")
+    p.add_argument("--lora-dir", default=None,
+                   help="LoRA folder: anywhere, or a subfolder of models/Lora (default: the configured ones)")
     p.add_argument("--lora", action="append", default=[], metavar="NAME", help="only this LoRA (repeatable)")
     p.add_argument("--missing-only", action="store_true", help="only LoRAs without any preview image")
     p.add_argument("--overwrite", action="store_true", help="render again over existing .preview.png files")
     p.add_argument("--triggers", action="store_true",
                    help="append the LoRA's activation text (else its top training tags) to the prompt")
-    p.add_argument("--sheet-dir", type=Path, default=None,
+    p.add_argument("--sheet-dir", default=None,
                    help="where the contact sheet and summary go (default DATA_DIR/outputs/lora-previews)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     for flag, (field, typ) in PARAM_FLAGS.items():
