@@ -31,3 +31,7 @@ class PresetError(CreationMixError):
 
 class Interrupted(CreationMixError):
     """The user interrupted a generation; images already finished are kept."""
+
+
+class WriteError(CreationMixError, OSError):
+    """A file could not be written (read-only folder, disk full, ...). Nothing half-written is left behind."""

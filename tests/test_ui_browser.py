@@ -298,13 +298,16 @@ def test_live_preview_visible_and_interrupt_keeps_the_partial_png(page, server):
     step = int(re.search(r"step (\d+)/60", pg.locator("#cm_progress").inner_text()).group(1))
     pg.locator("#cm_interrupt").click()
     deadline = time.monotonic() + 60
-    while (_newest_png(server["data_dir"]) in (None, before) or not _gallery_srcs(pg)) and time.monotonic() < deadline:
+    kept = None
+    while time.monotonic() < deadline:
+        kept = _newest_png(server["data_dir"])
+        if kept not in (None, before) and any(kept.name in s for s in _gallery_srcs(pg)):
+            break
         pg.wait_for_timeout(300)
-    kept = _newest_png(server["data_dir"])
     assert kept not in (None, before), "interrupt kept no PNG"
     with Image.open(kept) as im:
         assert im.size == (64, 64) and "Steps: 60" in im.info["parameters"]  # the infotext A1111 writes
-    assert any(kept.name in s for s in _gallery_srcs(pg))
+    assert any(kept.name in s for s in _gallery_srcs(pg)), (kept, _gallery_srcs(pg), server["log"].read_text()[-3000:])
     assert step < 60
     _shot(pg, "ui-6-interrupted.png")
 
