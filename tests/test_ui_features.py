@@ -214,3 +214,27 @@ def test_login_page_gets_the_keep_username_script():
     assert LOGIN_SCRIPT in page.text and page.text.index(LOGIN_SCRIPT) < page.text.index("</head>")
     assert int(page.headers["content-length"]) == len(page.content)
     assert client.get("/config").json() == {"a": 1}
+
+
+# -- settings tab ----------------------------------------------------------------------------------------------
+def test_settings_tab_saves_defaults_for_new_pages(service, tmp_path, monkeypatch):
+    import json
+
+    from creationmix.ui.settings_tab import load_defaults
+
+    path = tmp_path / "ui-settings.json"
+    from creationmix.ui.settings_tab import SettingsTab
+
+    _, studio = build_ui(service, settings_path=path)
+    tab = SettingsTab(path, studio.f)
+    out = tab.save(rng="CPU", emphasis="No norm", prompt_syntax="A1111", clip_skip=2, sampler="Euler a",
+                   schedule="Karras")
+    assert out[0].startswith("Applied to this page") and "CPU" in out[1:]  # the open page follows
+    assert json.loads(path.read_text())["rng"] == "CPU"
+    _, fresh = build_ui(service, settings_path=path)
+    assert (fresh.f["rng"].value, fresh.f["emphasis"].value, fresh.f["clip_skip"].value) == ("CPU", "No norm", 2)
+    with pytest.raises(gr.Error, match="Settings not saved"):
+        tab.save(rng="TPU", emphasis="Original", prompt_syntax="A1111", clip_skip=1, sampler="Euler",
+                 schedule="Automatic")
+    path.write_text('{"rng": "CPU", "colour": "blue"}')  # unknown key: the file is ignored, the page starts
+    assert load_defaults(path).overrides() == {}

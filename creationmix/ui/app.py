@@ -23,6 +23,7 @@ from . import keyboard
 from .estimate import EtaTracker, StepRate, estimate
 from .fields import FIELD_NAMES, SAME_SAMPLER
 from .icons import icon_classes, icon_css
+from .settings_tab import SettingsTab, load_defaults
 
 MAX_LORA_SLIDERS = 8
 log = logging.getLogger("creationmix.ui")
@@ -57,9 +58,10 @@ HEAD = keyboard.HEAD
 class Studio:
     """Builds the Blocks and owns the per-session generation controls (Interrupt / Skip)."""
 
-    def __init__(self, service: ServiceAPI, *, title: str = "CreationMix"):
+    def __init__(self, service: ServiceAPI, *, title: str = "CreationMix", settings_path: Path | None = None):
         self.service = service
         self.title = title
+        self.settings_path = settings_path  # the Settings tab's defaults (None: not saved)
         self.f: dict[str, gr.components.Component] = {}
         self._controls: dict[str, Control] = {}
         self._allowed: set[str] = set()
@@ -92,7 +94,7 @@ class Studio:
     # -- layout ----------------------------------------------------------------------------------------------
     def build(self) -> gr.Blocks:
         svc = self.service
-        d = GenerationParams()
+        d = load_defaults(self.settings_path).apply(GenerationParams())
         checkpoints = svc.list_checkpoints()
         self.presets = self._startup_list(svc.list_presets, "presets")
         self.loras = self._startup_list(svc.list_loras, "LoRAs")
@@ -111,6 +113,8 @@ class Studio:
                 with gr.Tab("LoRA previews", id="previews", elem_id="cm_tab_previews"):
                     from .previews_tab import PreviewsTab
                     PreviewsTab(svc, allow=self.allow).build()
+                with gr.Tab("Settings", id="settings_tab", elem_id="cm_tab_settings_defaults"):
+                    SettingsTab(self.settings_path, self.f).build()
             self._wire()
         return demo
 

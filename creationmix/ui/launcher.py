@@ -122,7 +122,9 @@ def main(argv: list[str] | None = None, service_factory=None) -> int:
     from .app import CSS, HEAD, build_ui
     from .login import LoginScriptMiddleware
 
-    blocks, studio = build_ui(service)
+    from .settings_tab import SETTINGS_FILE
+
+    blocks, studio = build_ui(service, settings_path=Path(args.data_dir, SETTINGS_FILE))
     blocks.queue(max_size=args.max_queue, default_concurrency_limit=1)
     outputs = Path(args.data_dir, "outputs").resolve()
     outputs.mkdir(parents=True, exist_ok=True)
