@@ -28,6 +28,12 @@ PARAM_FLAGS: dict[str, tuple[str, type]] = {
     "--batch-count": ("batch_count", int),
     "--clip-skip": ("clip_skip", int),
     "--rng": ("rng", str),
+    "--subseed": ("subseed", int),
+    "--subseed-strength": ("subseed_strength", float),
+    "--seed-resize-from-w": ("seed_resize_from_w", int),
+    "--seed-resize-from-h": ("seed_resize_from_h", int),
+    "--eta-noise-seed-delta": ("eta_noise_seed_delta", int),
+    "--ensd": ("eta_noise_seed_delta", int),
     "--emphasis": ("emphasis", str),
     "--prompt-syntax": ("prompt_syntax", str),
     "--hires-scale": ("hires_scale", float),
@@ -41,11 +47,37 @@ PARAM_FLAGS: dict[str, tuple[str, type]] = {
     "--denoising-strength": ("denoising_strength", float),
     "--checkpoint": ("checkpoint", str),
     "--vae": ("vae", str),
+    "--hires-schedule": ("hires_schedule", str),
+    "--eta": ("eta", float),
+    "--eta-ddim": ("eta_ddim", float),
+    "--s-churn": ("s_churn", float),
+    "--s-tmin": ("s_tmin", float),
+    "--s-tmax": ("s_tmax", float),
+    "--s-noise": ("s_noise", float),
+    "--sigma-min": ("sigma_min", float),
+    "--sigma-max": ("sigma_max", float),
+    "--rho": ("rho", float),
+    "--beta-alpha": ("beta_alpha", float),
+    "--beta-beta": ("beta_beta", float),
+    "--ngms": ("s_min_uncond", float),
+    "--pad-conds": ("pad_conds", lambda v: _switch("--pad-conds", v)),
+    "--pad-conds-v0": ("pad_conds_v0", lambda v: _switch("--pad-conds-v0", v)),
+    "--downcast-alphas-cumprod": ("downcast_alphas_cumprod", lambda v: _switch("--downcast-alphas-cumprod", v)),
+    "--token-merging-ratio": ("token_merging_ratio", float),
+    "--token-merging-ratio-hr": ("token_merging_ratio_hr", float),
 }
 
 
 class _ArgError(CreationMixError):
     pass
+
+
+def _switch(flag: str, value: str) -> bool:
+    if value.lower() in ("true", "1", "yes", "on"):
+        return True
+    if value.lower() in ("false", "0", "no", "off"):
+        return False
+    raise _ArgError(f"{flag}: {value!r} is not true or false")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -200,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_jobs import add_previews_parser, add_xyz_parser
     add_xyz_parser(sub)
     add_previews_parser(sub)
+    from .samplers_cli import add_samplers_parser
+    add_samplers_parser(sub)
     return parser
 
 

@@ -35,6 +35,8 @@ from .lora.tags import extract_lora_tags
 from .sampling import SAMPLER_TABLE, ImageRNG, KDenoiser, sd15_alphas_cumprod
 from .sampling.samplers import SamplingInterrupted
 from .jobs import Control, GenerationResult, ProgressEvent
+from .cfg import CFGModel, CFGState, stack_conds  # noqa: F401  (stack_conds re-exported)
+from .tome import apply_token_merging, hires_ratio
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +101,6 @@ def to_uint8_images(decoded: torch.Tensor) -> list[Image.Image]:
     x = torch.clamp((decoded.float() + 1.0) / 2.0, 0.0, 1.0)
     arr = (255.0 * np.moveaxis(x.cpu().numpy(), 1, 3)).astype(np.uint8)
     return [Image.fromarray(a) for a in arr]
-
-
-def stack_conds(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """A1111's stack_conds: AND parts of unequal length are padded by repeating their last vector."""
-    n = max(t.shape[0] for t in tensors)
-    return torch.stack([t if t.shape[0] == n else torch.cat([t, t[-1:].repeat(n - t.shape[0], 1)]) for t in tensors])
 
 
 class Engine:
@@ -196,7 +192,8 @@ class Engine:
 
         meta = self._infotext_meta(model, lora_meta, cond)
         folder = dated_folder(outputs_dir or self.folders.outputs_dir)
-        denoiser = KDenoiser(self._unet_fn(model), sd15_alphas_cumprod().to(self.device))
+        denoiser = KDenoiser(self._unet_fn(model), self._alphas(params))
+        self._cfg_state = CFGState()
         self.timings = {"first": 0.0, "hires": 0.0, "decode": 0.0}
         images, paths, seeds, infotexts = [], [], [], []
         interrupted = False
@@ -205,15 +202,18 @@ class Engine:
                 interrupted = True
                 break
             control.skipped.clear()
-            batch_seeds = [params.seed + batch_no * params.batch_size + i for i in range(params.batch_size)]
+            # A1111: seed + i per image, or with a variation strength one seed and variation seed + i.
+            image_seeds = [params.image_seeds(batch_no * params.batch_size + i) for i in range(params.batch_size)]
+            batch_seeds, batch_subseeds = [s for s, _ in image_seeds], [v for _, v in image_seeds]
             report = self._reporter(progress, batch_no, params.batch_count, preview_every)
             try:
                 with self._timed("first"):
-                    latent = self._first_pass(denoiser, spec, cond, params, batch_seeds, control, report)
+                    latent = self._first_pass(denoiser, spec, cond, params, batch_seeds, control, report,
+                                              subseeds=batch_subseeds)
                 if params.enable_hires:
                     with self._timed("hires"):
                         latent = self._hires_pass(denoiser, hires_spec, hires_cond, params, latent, batch_seeds,
-                                                  control, report)
+                                                  control, report, subseeds=batch_subseeds)
                 with self._timed("decode"):
                     batch_images = self._decode(model, latent, warnings)
             except _Skipped:
@@ -229,8 +229,9 @@ class Engine:
             except Interrupted:
                 interrupted = True
                 break
-            for seed, image in zip(batch_seeds, batch_images):
-                text = format_infotext(params.replace(seed=seed), meta)
+            applied = self._cfg_state.applied(params)
+            for seed, subseed, image in zip(batch_seeds, batch_subseeds, batch_images):
+                text = format_infotext(applied.replace(seed=seed, subseed=subseed), meta)
                 images.append(image)
                 seeds.append(seed)
                 infotexts.append(text)
@@ -238,6 +239,7 @@ class Engine:
                     paths.append(save_numbered_png(image, folder, seed, text))
             if interrupted:
                 break
+        apply_token_merging(model.unet, 0.0)
         return GenerationResult(paths=tuple(paths), seeds=tuple(seeds), infotexts=tuple(infotexts),
                                 images=tuple(images), interrupted=interrupted, warnings=tuple(warnings))
 
@@ -271,29 +273,40 @@ class Engine:
         return build_conditioning(self.encoder, prompt, negative, steps, clip_skip=params.clip_skip,
                                   emphasis=params.emphasis, hires_steps=hires_steps, syntax=params.prompt_syntax)
 
-    def _rng(self, params: GenerationParams, shape, seeds) -> ImageRNG:
-        return ImageRNG(shape, seeds, device=self.device, source=params.rng)
+    def _rng(self, params: GenerationParams, shape, seeds, subseeds=None) -> ImageRNG:
+        return ImageRNG(shape, seeds, device=self.device, source=params.rng,
+                        eta_noise_seed_delta=params.eta_noise_seed_delta, subseeds=subseeds,
+                        subseed_strength=params.subseed_strength, seed_resize_from_h=params.seed_resize_from_h,
+                        seed_resize_from_w=params.seed_resize_from_w)
 
-    def _first_pass(self, denoiser, spec, cond, params, seeds, control, report) -> torch.Tensor:
+    def _first_pass(self, denoiser, spec, cond, params, seeds, control, report, subseeds=None) -> torch.Tensor:
         shape = (4, params.height // 8, params.width // 8)
-        rng = self._rng(params, shape, seeds)
-        plan = spec.plan(params.sampler_schedule, params.steps, denoiser)
+        rng = self._rng(params, shape, seeds, subseeds)
+        plan = spec.plan(params.schedule, params.steps, denoiser, params=params)
+        apply_token_merging(self.model.unet, params.token_merging_ratio)
         x = plan.start(rng.first())  # A1111: noise * sigmas[0]
         return self._sample(plan, cond, params, x, rng, control, report, "first")
 
-    def _hires_pass(self, denoiser, spec, cond, params, latent, seeds, control, report) -> torch.Tensor:
+    def _hires_pass(self, denoiser, spec, cond, params, latent, seeds, control, report,
+                    subseeds=None) -> torch.Tensor:
         width, height = params.hires_size
         mode, antialias = LATENT_MODES[params.hires_upscaler]
         latent = F.interpolate(latent, size=(height // 8, width // 8), mode=mode, antialias=antialias)
-        # A1111 re-seeds every image with its own seed at the upscaled shape for the second pass.
-        rng = self._rng(params, latent.shape[1:], seeds)
-        schedule = params.schedule if spec.name == params.sampler else "Automatic"
-        plan = spec.plan(schedule, params.hires_steps_effective, denoiser, denoise=params.denoising_strength)
+        # A1111 re-seeds every image with its own seed at the upscaled shape for the second pass (variation
+        # and seed resize included).
+        rng = self._rng(params, latent.shape[1:], seeds, subseeds)
+        # A1111: "Use same scheduler" is the first pass's schedule type, resolved for the hires sampler.
+        schedule = params.hires_schedule or params.schedule
+        plan = spec.plan(schedule, params.hires_steps_effective, denoiser, denoise=params.denoising_strength,
+                         params=params)
+        apply_token_merging(self.model.unet, hires_ratio(params.token_merging_ratio, params.token_merging_ratio_hr))
         x = plan.start(rng.first(), init=latent)
         return self._sample(plan, cond, params, x, rng, control, report, "hires")
 
     def _sample(self, plan, cond, params, x, rng, control, report, pass_name):
-        model_fn = self._cfg_model(plan.inner_model, cond, params.cfg_scale, x.shape[0])
+        model_fn = CFGModel(plan.inner_model, cond, params.cfg_scale * plan.spec.cfg_scale_multiplier, x.shape[0],
+                            s_min_uncond=params.s_min_uncond, empty=self._empty_cond(params),
+                            pad_v0=params.pad_conds_v0, state=self._cfg_state)
         last = {"latent": x, "step": 0}
 
         def callback(i, total, x_i, denoised):
@@ -315,36 +328,17 @@ class Engine:
         stop.pass_name = pass_name  # which pass the partial latent belongs to, for the user's message
         raise stop
 
-    def _cfg_model(self, denoiser, cond, cfg_scale: float, batch: int):
-        """A1111's CFGDenoiser: conds and uncond in one UNet call when their lengths match, else separately;
-        the schedule index counts model calls."""
-        calls = [0]
+    def _alphas(self, params: GenerationParams) -> torch.Tensor:
+        ac = sd15_alphas_cumprod()
+        if params.downcast_alphas_cumprod:  # A1111 < 1.7 / use_downcasted_alpha_bar: an fp16 alphas table
+            ac = ac.half()
+        return ac.to(self.device)
 
-        def model_fn(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            parts, uncond = cond.at(calls[0])
-            calls[0] += 1
-            c = stack_conds([p[0] for p, _ in parts])  # (n_parts, L, D)
-            n = len(parts)
-            sig = sigma.reshape(-1)
-            if sig.numel() == 1:
-                sig = sig.expand(batch)
-            x_c = x.repeat_interleave(n, dim=0)
-            s_c = sig.repeat_interleave(n)
-            c_c = c.repeat(batch, 1, 1)
-            u = uncond[0].unsqueeze(0).expand(batch, -1, -1)
-            if c.shape[1] == u.shape[1]:
-                out = denoiser(torch.cat([x_c, x]), torch.cat([s_c, sig]), cond=torch.cat([c_c, u]))
-                out_c, out_u = out[: batch * n], out[batch * n:]
-            else:
-                out_c = denoiser(x_c, s_c, cond=c_c)
-                out_u = denoiser(x, sig, cond=u)
-            denoised = out_u.clone()
-            for i in range(batch):
-                for j, (_, weight) in enumerate(parts):
-                    denoised[i] += (out_c[i * n + j] - out_u[i]) * (weight * cfg_scale)
-            return denoised
-
-        return model_fn
+    def _empty_cond(self, params: GenerationParams):
+        """A1111's cond_stage_model_empty_prompt (what "Pad conds" pads with), encoded only when needed."""
+        if not params.pad_conds:
+            return None
+        return lambda: self.encoder.encode("", params.clip_skip, params.emphasis)
 
     def _unet_fn(self, model: LoadedModel):
         unet, dtype = model.unet, model.dtype

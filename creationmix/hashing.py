@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import threading
 from pathlib import Path
+
+from .fsio import write_atomic
 
 CACHE_FILE = "hashes.json"
 _BLOCK = 1 << 20
@@ -58,18 +59,7 @@ def _load_cache(file: Path) -> dict:
 
 
 def _store_cache(file: Path, data: dict) -> None:
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".hashes-", suffix=".tmp", dir=file.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, file)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(file, json.dumps(data, indent=1, sort_keys=True), what="hash cache")
 
 
 def _cached(kind: str, path, cache_dir, compute) -> str:

@@ -19,7 +19,8 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from .errors import InfotextError, InvalidParameter
-from .params import GenerationParams
+from .params import SAMPLERS_USING_ENSD, TIMESTEP_SAMPLERS, GenerationParams, resolve_schedule
+from .sampler_options import OPTION_KEYS, applied_options
 
 # Verbatim from A1111 modules/infotext_utils.py.
 RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -40,8 +41,9 @@ META_KEYS = frozenset(META_BEFORE_DENOISE + META_AFTER_HIRES + META_LAST)
 PARAM_KEYS = frozenset({
     "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Denoising strength", "Clip skip", "RNG",
     "Hires upscale", "Hires resize", "Hires steps", "Hires upscaler", "Hires sampler", "Hires prompt",
-    "Hires negative prompt", "Emphasis", "Prompt syntax",
-})
+    "Hires negative prompt", "Emphasis", "Prompt syntax", "Hires schedule type",
+    "Variation seed", "Variation seed strength", "Seed resize from", "ENSD",
+}) | frozenset(key for key, _ in OPTION_KEYS.values())
 _HIRES_MARKERS = ("Hires upscale", "Hires resize", "Hires steps", "Hires upscaler")
 
 
@@ -98,10 +100,13 @@ def format_infotext(params: GenerationParams, meta: Mapping[str, str] | None = N
         ("Size", f"{p.width}x{p.height}"),
     ]
     pairs += [(k, meta[k]) for k in META_BEFORE_DENOISE if k in meta]
+    pairs += _seed_extra_pairs(p)
     if p.enable_hires:
         pairs.append(("Denoising strength", format_number(p.denoising_strength)))
     if p.clip_skip > 1:
         pairs.append(("Clip skip", str(p.clip_skip)))
+    if _uses_ensd(p):
+        pairs.append(("ENSD", str(p.eta_noise_seed_delta)))
     if p.rng != "GPU":
         pairs.append(("RNG", p.rng))
     if p.enable_hires:
@@ -114,6 +119,11 @@ def format_infotext(params: GenerationParams, meta: Mapping[str, str] | None = N
         pairs.append(("Hires upscaler", p.hires_upscaler))
         if p.hires_sampler is not None and p.hires_sampler != p.sampler:
             pairs.append(("Hires sampler", p.hires_sampler))
+        hires_sampler = p.hires_sampler or p.sampler
+        hires_schedule = resolve_schedule(hires_sampler, p.hires_schedule or p.schedule)
+        # Timestep samplers (DDIM...) run on the model's timesteps: A1111 writes no schedule for their pass.
+        if hires_schedule != p.sampler_schedule and hires_sampler not in TIMESTEP_SAMPLERS:
+            pairs.append(("Hires schedule type", hires_schedule))
         if p.hires_prompt and p.hires_prompt != p.prompt:
             pairs.append(("Hires prompt", p.hires_prompt))
         if p.hires_negative_prompt and p.hires_negative_prompt != p.negative_prompt:
@@ -123,6 +133,8 @@ def format_infotext(params: GenerationParams, meta: Mapping[str, str] | None = N
         pairs.append(("Emphasis", p.emphasis))
     if p.prompt_syntax != "A1111":
         pairs.append(("Prompt syntax", p.prompt_syntax))
+    applied = applied_options(p)  # sampler options: written only when they changed what ran
+    pairs += [(key, format_option(applied[name])) for name, (key, _) in OPTION_KEYS.items() if name in applied]
     written = {k for k, _ in pairs} | PARAM_KEYS | META_KEYS
     for k, v in p.extra:
         if k not in written:
@@ -134,6 +146,28 @@ def format_infotext(params: GenerationParams, meta: Mapping[str, str] | None = N
     params_line = ", ".join(f"{k}: {quote(v)}" for k, v in pairs)
     negative = f"\n{NEGATIVE_PREFIX} {p.negative_prompt}" if p.negative_prompt else ""
     return f"{p.prompt}{negative}\n{params_line}".strip()
+
+
+def format_option(value) -> str:
+    return str(value) if isinstance(value, bool) else format_number(value)
+
+
+def _seed_extra_pairs(p: GenerationParams) -> list[tuple[str, str]]:
+    pairs = []
+    if p.uses_variation:
+        pairs += [("Variation seed", str(p.subseed)), ("Variation seed strength", format_number(p.subseed_strength))]
+    if p.uses_seed_resize:
+        pairs.append(("Seed resize from", f"{p.seed_resize_from_w}x{p.seed_resize_from_h}"))
+    return pairs
+
+
+def _uses_ensd(p: GenerationParams) -> bool:
+    """A1111 writes ENSD only for samplers it changes (uses_ensd). It looks at the first-pass sampler only; a
+    hires sampler that draws ancestral noise is changed by ENSD too, so we write it then as well."""
+    if not p.eta_noise_seed_delta:
+        return False
+    samplers = {p.sampler} | ({p.hires_sampler or p.sampler} if p.enable_hires else set())
+    return bool(samplers & SAMPLERS_USING_ENSD)
 
 
 # -- reading --------------------------------------------------------------------------------------------------
@@ -195,6 +229,13 @@ def _float(key: str, value: str) -> float:
     return f
 
 
+def _bool(key: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("true", "false"):
+        return v == "true"
+    raise InfotextError(f"{key}: {value!r} is not True or False")
+
+
 def _size(key: str, value: str) -> tuple[int, int]:
     m = RE_IMAGESIZE.match(value.strip())
     if not m:
@@ -210,6 +251,9 @@ _CONVERT = {
     "Denoising strength": ("denoising_strength", _float),
     "Clip skip": ("clip_skip", _int),
     "RNG": ("rng", lambda k, v: v.strip()),
+    "Variation seed": ("subseed", _int),
+    "Variation seed strength": ("subseed_strength", _float),
+    "ENSD": ("eta_noise_seed_delta", _int),
     "Hires upscale": ("hires_scale", _float),
     "Hires steps": ("hires_steps", _int),
     "Hires upscaler": ("hires_upscaler", lambda k, v: v.strip()),
@@ -218,7 +262,11 @@ _CONVERT = {
     "Hires negative prompt": ("hires_negative_prompt", lambda k, v: v),
     "Emphasis": ("emphasis", lambda k, v: v.strip()),
     "Prompt syntax": ("prompt_syntax", lambda k, v: v.strip()),
+    "Hires schedule type": ("hires_schedule", lambda k, v: v.strip()),
 }
+# Sampler option keys (sampler_options.OPTION_KEYS): numbers, or True/False for the switches.
+_CONVERT.update({key: (name, _bool if isinstance(default, bool) else _float)
+                 for name, (key, default) in OPTION_KEYS.items()})
 
 
 def parse_infotext(text: str) -> ParsedInfotext:
@@ -258,9 +306,18 @@ def parse_infotext(text: str) -> ParsedInfotext:
     if "Hires resize" in raw:
         rx, ry = _size("Hires resize", raw["Hires resize"])
         groups["Hires resize"] = {"hires_resize_x": rx, "hires_resize_y": ry}
+    if "Seed resize from" in raw:
+        rw, rh = _size("Seed resize from", raw["Seed resize from"])
+        groups["Seed resize from"] = {"seed_resize_from_w": rw, "seed_resize_from_h": rh}
     for key, (name, conv) in _CONVERT.items():
         if key in raw:
             groups[key] = {name: conv(key, raw[key])}
+    # A1111 infotext_versions.backcompat: what old versions did implicitly.
+    if "Downcast alphas_cumprod" not in raw and _version_before(meta.get("Version"), "v1.7.0-225"):
+        groups["Version"] = {"downcast_alphas_cumprod": True}
+    if ("Pad conds v0" not in raw and _version_before(meta.get("Version"), "1.6.0")
+            and raw.get("Sampler", "").strip() in ("DDIM", "PLMS")):
+        groups.setdefault("Version", {})["pad_conds_v0"] = True
 
     fields: dict[str, object] = {"prompt": prompt, "negative_prompt": negative,
                                  "enable_hires": any(k in raw for k in _HIRES_MARKERS),
@@ -272,6 +329,26 @@ def parse_infotext(text: str) -> ParsedInfotext:
     except InvalidParameter as e:
         raise InfotextError(_blame(e, groups, raw)) from e
     return ParsedInfotext(params, meta)
+
+
+_RE_VERSION = re.compile(r"([^-]+-[^-]+)-.*")
+
+
+def _version_before(text: str | None, than: str) -> bool:
+    """A1111 parse_version: an infotext `Version` older than `than` (unparseable or missing: False)."""
+    if not text:
+        return False
+    from packaging import version
+    m = _RE_VERSION.match(text)
+    try:
+        return version.parse(m.group(1) if m else text) < version.parse(than)
+    except version.InvalidVersion:
+        return False
+
+
+def _before_v170_tsnr(text: str | None) -> bool:
+    """Images made before v1.7.0-225 used fp16 alphas_cumprod, so their infotexts mean it."""
+    return _version_before(text, "v1.7.0-225")
 
 
 def _blame(error: InvalidParameter, groups: Mapping[str, Mapping[str, object]], raw: Mapping[str, str]) -> str:

@@ -1,18 +1,18 @@
 """Writing images where A1111 writes them: outputs/txt2img-images/YYYY-MM-DD/NNNNN-SEED.png.
 
-Each file appears whole or not at all: it is written to a temp file in the same folder and then hard-linked
-to its final name, which fails instead of overwriting when another writer took the number meanwhile.
+Each file appears whole or not at all and never over another file (fsio.write_new_numbered: when another
+writer took the number meanwhile, the next one is used).
 """
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
+
+from .fsio import write_new_numbered
 
 _NUMBERED = re.compile(r"^(\d+)-")
 
@@ -37,21 +37,9 @@ def png_info(parameters: str | None) -> PngInfo:
 
 def save_numbered_png(image: Image.Image, folder: Path, seed: int, parameters: str | None,
                       suffix: str = "") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG", pnginfo=png_info(parameters))
-        for _ in range(1000):
-            final = folder / f"{next_sequence_number(folder):05d}-{seed}{suffix}.png"
-            try:
-                os.link(tmp, final)
-                return final
-            except FileExistsError:
-                continue
-        raise OSError(f"could not find a free file name in {folder}")
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    folder = Path(folder)
+    return write_new_numbered(folder, lambda fh: image.save(fh, format="PNG", pnginfo=png_info(parameters)),
+                              lambda: f"{next_sequence_number(folder):05d}-{seed}{suffix}.png", what="PNG")
 
 
 def dated_folder(outputs_dir: Path, kind: str = "txt2img-images", today: _dt.date | None = None) -> Path:

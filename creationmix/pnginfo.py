@@ -2,20 +2,20 @@
 
 A1111 stores PNG infotext as a `parameters` tEXt/iTXt chunk and JPEG/WebP infotext as EXIF UserComment
 written by piexif (`UNICODE\\0` + UTF-16BE). Other tools write UTF-16LE after the same prefix, or ASCII; the
-reader copes with all of them. Writing is atomic: a temp file in the target folder, then os.replace, so a
-failed save never leaves a partial image behind.
+reader copes with all of them. Writing goes through fsio.write_atomic, so a failed save never leaves a
+partial image behind.
 """
 from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from .errors import CreationMixError
+from .fsio import write_atomic
 
 PARAMETERS_KEY = "parameters"
 EXIF_IFD = 0x8769
@@ -153,20 +153,7 @@ def _atomic_save(image: Image.Image, path: str | os.PathLike, fmt: str, **kwargs
     folder = path.parent
     if not folder.is_dir():
         raise CreationMixError(f"cannot save {path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; an image should be readable like any other saved file
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format=fmt, **kwargs)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(e, (OSError, ValueError)):  # Pillow: EXIF too long for JPEG, bad mode, disk full, ...
-            raise CreationMixError(f"cannot save {path} as {fmt}: {e}") from e
-        raise
-    return path
+        return write_atomic(path, lambda fh: image.save(fh, format=fmt, **kwargs), what=fmt)
+    except ValueError as e:  # Pillow: EXIF too long for JPEG, bad mode, ...
+        raise CreationMixError(f"cannot save {path} as {fmt}: {e}") from e

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 import tomllib
 import unicodedata
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .errors import InvalidParameter, PresetError
+from .fsio import write_new
 from .params import GenerationParams
 
 CREATIONMIX_V1_FILE = "creationmixV12DStyle_v1.safetensors"
@@ -403,22 +403,5 @@ def save_preset(folder: str | os.PathLike, params: GenerationParams, title: str,
 
 
 def _create_new(target: Path, text: str) -> bool:
-    """Write a complete file at `target` unless it exists (False then). Temp file + hard link: atomic, no clobber."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        try:
-            os.link(tmp, target)
-        except FileExistsError:
-            return False
-        except OSError:  # no hard links on this file system: exclusive create is the next best thing
-            try:
-                with open(target, "x", encoding="utf-8", newline="\n") as fh:
-                    fh.write(text)
-            except FileExistsError:
-                return False
-        return True
-    finally:
-        os.unlink(tmp)
+    """Write a complete file at `target` unless it exists (False then): atomic, no clobber."""
+    return write_new(target, text, what="preset")

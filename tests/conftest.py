@@ -61,7 +61,13 @@ def tiny_model(tiny_ckpt):
 
 
 def pytest_collection_modifyitems(config, items):
-    """GPU checks never fail CI by absence: without CUDA they are skipped with the reason shown."""
+    """Slow checks run only with CREATIONMIX_SLOW=1 (the default suite stays fast). GPU checks never fail CI by
+    absence: without CUDA they are skipped with the reason shown."""
+    if os.environ.get("CREATIONMIX_SLOW") != "1":
+        slow = pytest.mark.skip(reason="slow check: set CREATIONMIX_SLOW=1 to run it")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(slow)
     try:
         import torch
         has_cuda = torch.cuda.is_available()

@@ -84,7 +84,7 @@ def test_checkpoint_file_anywhere(tiny_ckpt, tmp_path, capfd, monkeypatch):
     assert png.is_file() and png.resolve().is_relative_to(here / "outputs")
     assert "Model: tiny," in Image.open(png).text["parameters"]
     assert sorted(p.name for p in here.iterdir()) == [".cache", "outputs"]
-    # (mode 0644: see test_fsio)
+    assert stat.S_IMODE(png.stat().st_mode) == 0o666 & ~_umask()
 
 
 def test_out_and_relative_checkpoint_path(tiny_ckpt, tmp_path, capfd, monkeypatch):

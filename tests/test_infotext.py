@@ -11,12 +11,14 @@ from hypothesis import strategies as st
 from creationmix.errors import InfotextError, InvalidParameter
 from creationmix.infotext import (META_KEYS, PARAM_KEYS, RE_PARAM, ParsedInfotext, format_infotext,
                                   parse_infotext, quote, unquote)
+from creationmix.infotext import _before_v170_tsnr, _version_before
+from creationmix.params import TIMESTEP_SAMPLERS, resolve_schedule
 from creationmix.params import (EMPHASIS_MODES, PROMPT_SYNTAXES, RNG_SOURCES, SAMPLERS, SCHEDULES, UPSCALERS,
                                 GenerationParams)
 
-RECIPES = Path(__file__).resolve().parents[2] / "shared" / "recipes"
+RECIPES = Path(__file__).resolve().parent / "data" / "recipes"  # a copy of ../shared/recipes (test_data_copies)
 needs_recipes = pytest.mark.skipif(not RECIPES.is_dir(),
-                                   reason=f"documented recipes not found at {RECIPES} (shared/ beside the clone)")
+                                   reason=f"documented recipes not found at {RECIPES}")
 
 NEGATIVE_TAIL = ("(long fingers:1.2),succubus wings,horn,succubus horn,succubus hairstyle, (bad-artist-anime), "
                  "bad-artist, bad hand")
@@ -83,7 +85,7 @@ def test_writer_layout_and_order():
                          cfg_scale=7, seed=42, width=512, height=768, clip_skip=2, rng="CPU",
                          enable_hires=True, hires_scale=2, hires_steps=10, hires_upscaler="Latent (nearest)",
                          hires_sampler="DPM++ SDE", hires_prompt="a dog", denoising_strength=0.55,
-                         emphasis="No norm", prompt_syntax="Compel", extra=(("ENSD", "31337"),))
+                         emphasis="No norm", prompt_syntax="Compel", eta_noise_seed_delta=31337)
     meta = {"Version": "v1.10.1", "Lora hashes": "style_Rella: 0123456789ab", "Model": "creationmixV12DStyle_v1",
             "Model hash": "1065c5d2e0", "VAE": "vae-ft-mse.safetensors", "VAE hash": "735e4c3a44",
             "TI hashes": "EasyNegative: c74b4e810b03"}
@@ -93,13 +95,15 @@ def test_writer_layout_and_order():
         "Negative prompt: blurry\n"
         "Steps: 25, Sampler: Euler a, Schedule type: Uniform, CFG scale: 7, Seed: 42, Size: 512x768, "
         "Model hash: 1065c5d2e0, Model: creationmixV12DStyle_v1, VAE hash: 735e4c3a44, "
-        "VAE: vae-ft-mse.safetensors, Denoising strength: 0.55, Clip skip: 2, RNG: CPU, Hires upscale: 2, "
-        "Hires steps: 10, Hires upscaler: Latent (nearest), Hires sampler: DPM++ SDE, Hires prompt: a dog, "
+        "VAE: vae-ft-mse.safetensors, Denoising strength: 0.55, Clip skip: 2, ENSD: 31337, RNG: CPU, "
+        "Hires upscale: 2, Hires steps: 10, Hires upscaler: Latent (nearest), Hires sampler: DPM++ SDE, "
+        "Hires schedule type: Karras, Hires prompt: a dog, "
         'Lora hashes: "style_Rella: 0123456789ab", TI hashes: "EasyNegative: c74b4e810b03", Emphasis: No norm, '
-        "Prompt syntax: Compel, ENSD: 31337, Version: v1.10.1")
+        "Prompt syntax: Compel, Version: v1.10.1")
     back, back_meta = parse_infotext(text)
     assert back_meta == meta
-    assert back == p.replace(schedule="Uniform")
+    # A1111 resolves "same scheduler" per hires sampler: Automatic -> Karras for DPM++ SDE, written explicitly.
+    assert back == p.replace(schedule="Uniform", hires_schedule="Karras")
 
 
 def test_defaults_are_left_out():
@@ -190,7 +194,7 @@ def test_garbage_has_no_parameters(text):
     ("Steps: 20, Sampler: Euler, CFG scale: 7, Size: 500x512", "Size", "500x512"),
     ("Steps: 20, Sampler: Euler, CFG scale: 7, Size: big", "Size", "big"),
     ("Steps: 20, Sampler: Euler, CFG scale: 7, Clip skip: 13", "Clip skip", "13"),
-    ("Steps: 20, Sampler: Euler, CFG scale: 7, RNG: NV", "RNG", "NV"),
+    ("Steps: 20, Sampler: Euler, CFG scale: 7, RNG: Philox", "RNG", "Philox"),
     ("Steps: 20, Sampler: Euler, CFG scale: 7, Hires upscaler: 4x-UltraSharp", "Hires upscaler", "4x-UltraSharp"),
     ("Steps: 20, Sampler: Euler, CFG scale: 7, Hires sampler: Foo", "Hires sampler", "Foo"),
     ("Steps: 20, Sampler: Euler, CFG scale: 7, Denoising strength: 0", "Denoising strength", "0"),
@@ -264,10 +268,19 @@ def generation_params(draw, canonical: bool):
         assume(False)
 
 
-def _expected_after_parse(p: GenerationParams) -> GenerationParams:
-    """The params a reader gets back: the schedule explicit; hires prompts equal to the first pass dropped
-    (A1111 does not write them); values with surrounding whitespace are kept since they are quoted."""
+def _expected_after_parse(p: GenerationParams, meta: dict | None = None) -> GenerationParams:
+    """The params a reader gets back: the schedules explicit; hires prompts equal to the first pass dropped
+    (A1111 does not write them); values with surrounding whitespace are kept since they are quoted; an old
+    `Version` switches on fp16 alphas (A1111's back-compat rule)."""
     changes = dict(schedule=p.sampler_schedule)
+    if p.enable_hires and (p.hires_sampler or p.sampler) not in TIMESTEP_SAMPLERS:
+        changes["hires_schedule"] = resolve_schedule(p.hires_sampler or p.sampler, p.hires_schedule or p.schedule)
+    elif p.enable_hires:
+        changes["hires_schedule"] = None
+    if _before_v170_tsnr((meta or {}).get("Version")):
+        changes["downcast_alphas_cumprod"] = True
+    if _version_before((meta or {}).get("Version"), "1.6.0") and p.sampler in ("DDIM", "PLMS"):
+        changes["pad_conds_v0"] = True
     if p.hires_prompt == p.prompt:
         changes["hires_prompt"] = ""
     if p.hires_negative_prompt == p.negative_prompt:
@@ -284,7 +297,7 @@ _settings = settings(max_examples=300, deadline=None, suppress_health_check=[Hea
 def test_writer_parser_writer_is_a_fixed_point(params, meta):
     text = format_infotext(params, meta)
     parsed = parse_infotext(text)
-    assert parsed.params == _expected_after_parse(params)
+    assert parsed.params == _expected_after_parse(params, meta)
     assert parsed.meta == meta
     assert format_infotext(*parsed) == text
 

@@ -39,7 +39,7 @@ def test_documented_hires_size():
     ({"sampler": "Euler b"}, "unknown sampler 'Euler b'; valid samplers: DPM++ 2M"),
     ({"hires_upscaler": "ESRGAN"}, "unknown hires upscaler 'ESRGAN'; valid: Latent"),
     ({"seed": -2}, "seed"),
-    ({"rng": "NV"}, "unknown RNG source"),
+    ({"rng": "Philox"}, "unknown RNG source"),
 ])
 def test_bad_input_is_named(kw, needle):
     with pytest.raises(InvalidParameter) as e:

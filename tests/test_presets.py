@@ -16,9 +16,9 @@ from creationmix.presets import (CREATIONMIX_V1_FILE, CREATIONMIX_V1_SHA256, LOR
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = REPO / "presets"
-RECIPES = REPO.parent / "shared" / "recipes"
+RECIPES = Path(__file__).resolve().parent / "data" / "recipes"  # a copy of ../shared/recipes (test_data_copies)
 needs_recipes = pytest.mark.skipif(not RECIPES.is_dir(),
-                                   reason=f"documented recipes not found at {RECIPES} (shared/ beside the clone)")
+                                   reason=f"documented recipes not found at {RECIPES}")
 
 RECIPE_CARDS = {
     "in-general": "preset-in-general.txt",

@@ -226,7 +226,8 @@ def test_table_matches_params():
     assert SAMPLER_TABLE["Heun"].total_steps(20) == 40 and SAMPLER_TABLE["DPM2"].total_steps(20) == 40
     assert SAMPLER_TABLE["DPM++ 2M"].total_steps(20) == 20
     assert SAMPLER_TABLE["DPM2"].discard_next_to_last_sigma
-    assert {n for n, s in SAMPLER_TABLE.items() if s.brownian} == {"DPM++ SDE", "DPM++ 2M SDE"}
+    assert {n for n, s in SAMPLER_TABLE.items() if s.brownian} == {"DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun",
+                                                                   "DPM++ 3M SDE"}
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
@@ -240,8 +241,12 @@ def test_every_sampler_converges_to_point_mass(ac, name):
     calls = []
     out = plan.run(plan.inner_model, x, rng=rng, callback=lambda i, total, x_i, d: calls.append((i, total)))
     assert out.shape == (2, 4, 3, 3) and torch.isfinite(out).all()
-    assert calls == [(i, plan.steps) for i in range(plan.steps)]
-    tol = 0.2 if spec.timesteps else 1e-3  # DDIM stops at t=1, a little noise is left, as in A1111
+    if name in ("DPM fast", "DPM adaptive"):  # their own step counts: one callback per solver step
+        assert [i for i, _ in calls] == list(range(len(calls))) and calls
+    else:
+        assert calls == [(i, plan.steps) for i in range(plan.steps)]
+    # DDIM stops at t=1 and DPM fast/adaptive at the model's sigma_min: a little noise is left, as in A1111.
+    tol = 0.2 if spec.timesteps or spec.sigma_range else 1e-3
     assert (out - c).abs().max().item() < tol
 
 
@@ -260,7 +265,8 @@ def test_every_sampler_gaussian_batch_equals_single(ac, name):
     batch = generate([100, 101])
     single = generate([101])
     assert torch.isfinite(batch).all()
-    assert torch.allclose(batch[1:], single, atol=1e-5)
+    if name != "DPM adaptive":  # its step-size control measures the error over the whole batch (k-diffusion too)
+        assert torch.allclose(batch[1:], single, atol=1e-5)
     assert 0.3 < batch.std().item() < 2.0
     init = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(0))
     hires = generate([100, 101], 0.6, init)
@@ -298,10 +304,10 @@ def test_should_stop_own_exception_propagates(den):
 
 # -- RNG -----------------------------------------------------------------------------------------------------
 def test_image_rng_per_seed():
-    batch = ImageRNG((4, 8, 8), [7, 8, 9])
+    batch = ImageRNG((4, 8, 8), [7, 8, 9], source="CPU")
     first, nxt = batch.first(), batch.next()
     for i, seed in enumerate([7, 8, 9]):
-        one = ImageRNG((4, 8, 8), [seed])
+        one = ImageRNG((4, 8, 8), [seed], source="CPU")
         assert torch.equal(first[i], one.first()[0]) and torch.equal(nxt[i], one.next()[0])
     assert torch.equal(first[0], torch.randn((4, 8, 8), generator=torch.Generator().manual_seed(7)))
     assert first.shape == (3, 4, 8, 8) and not torch.equal(first, nxt)
@@ -313,7 +319,7 @@ def test_image_rng_next_before_first_is_first():
 
 
 def test_image_rng_eta_noise_seed_delta():
-    r = ImageRNG((3,), [10], eta_noise_seed_delta=31337)
+    r = ImageRNG((3,), [10], source="CPU", eta_noise_seed_delta=31337)
     first, nxt = r.first(), r.next()
     assert torch.equal(first[0], torch.randn((3,), generator=torch.Generator().manual_seed(10)))
     assert torch.equal(nxt[0], torch.randn((3,), generator=torch.Generator().manual_seed(10 + 31337)))

@@ -117,7 +117,8 @@ def write_config_folder(folder: Path, components: dict, *, with_tokenizer: bool 
     """diffusers-layout config folder (no weights) for the components, as the loader's `config=`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model_index.json").write_text(json.dumps(MODEL_INDEX, indent=2) + "\n")
+    from ..fsio import write_atomic
+    write_atomic(folder / "model_index.json", json.dumps(MODEL_INDEX, indent=2) + "\n", what="model config")
     components["unet"].save_config(folder / "unet")
     components["vae"].save_config(folder / "vae")
     components["text_encoder"].config.save_pretrained(folder / "text_encoder")
@@ -138,13 +139,13 @@ def _cast(sd: dict, dtype: torch.dtype) -> dict:
 
 def save_state_dict(sd: dict, path: Path) -> None:
     """`.safetensors` via safetensors; anything else as a pickled {"state_dict": ...} (.ckpt/.pt)."""
+    from ..fsio import write_atomic
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
-        save_file(sd, str(path), metadata={"format": "pt"})
+        from safetensors.torch import save
+        write_atomic(path, save(sd, metadata={"format": "pt"}), what="checkpoint")
     else:
-        torch.save({"state_dict": sd}, path)
+        write_atomic(path, lambda fh: torch.save({"state_dict": sd}, fh), what="checkpoint")
 
 
 def config_dir_for(path: Path) -> Path:
@@ -163,8 +164,9 @@ def write_tiny_checkpoint(path, *, seed: int = 0, with_vae: bool = True, dtype: 
     if extra_keys:
         sd.update(_extra_keys())
     sd = _cast(_drop(sd, drop_keys), dtype)
-    save_state_dict(sd, path)
+    # The config sidecar first: once the checkpoint file exists (written whole), its configs are complete.
     write_config_folder(config_dir_for(path), comps, with_tokenizer=with_tokenizer)
+    save_state_dict(sd, path)
     return path
 
 

@@ -14,7 +14,6 @@ import dataclasses
 import html
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,53 +130,28 @@ def preview_params(preset, info, *, append_triggers: bool = False, overrides: di
 
 # -- writing ----------------------------------------------------------------------------------------------------------
 def write_png_no_clobber(image, path: Path, parameters: str | None, *, overwrite: bool = False) -> bool:
-    """Whole file or nothing: temp file in the same folder, then rename (overwrite) or hard link (create only).
+    """Whole file or nothing (fsio): replaced when `overwrite`, else created only if absent.
 
     Returns False, leaving the existing file alone, when `path` exists and `overwrite` is False."""
     from PIL.PngImagePlugin import PngInfo
 
+    from ..fsio import write_atomic, write_new
+
     info = PngInfo()
     if parameters:
         info.add_text("parameters", parameters)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG", pnginfo=info)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-            return True
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        except OSError:  # no hard links here: exclusive create is the next best thing
-            try:
-                with open(path, "xb") as out, open(tmp, "rb") as src:
-                    out.write(src.read())
-            except FileExistsError:
-                return False
+
+    def png(fh):
+        image.save(fh, format="PNG", pnginfo=info)
+    if overwrite:
+        write_atomic(path, png, what="PNG")
         return True
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    return write_new(path, png, what="PNG")
 
 
-def _atomic_text(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+def _atomic_text(path: Path, text: str, what: str) -> Path:
+    from ..fsio import write_atomic
+    return write_atomic(path, text, what=what)
 
 
 # -- running ----------------------------------------------------------------------------------------------------------
@@ -325,13 +299,13 @@ def write_contact_sheet(report: PreviewReport, folder: Path, *, title: str = "Lo
     png = folder / f"{SHEET_NAME}.png"
     write_png_no_clobber(sheet, png, None, overwrite=True)
     report.sheet_png = png
-    report.sheet_html = _atomic_text(folder / f"{SHEET_NAME}.html", _html(report, folder, title))
+    report.sheet_html = _atomic_text(folder / f"{SHEET_NAME}.html", _html(report, folder, title), "contact sheet")
     summary = {"done": len(report.done), "skipped": len(report.skipped), "failed": len(report.failed),
                "interrupted": report.interrupted,
                "items": [{**{k: v for k, v in dataclasses.asdict(o).items() if k not in ("lora_file", "preview")},
                           "lora_file": str(o.lora_file), "preview": str(o.preview) if o.preview else None}
                          for o in report.outcomes]}
-    report.summary_json = _atomic_text(folder / "summary.json", json.dumps(summary, indent=2) + "\n")
+    report.summary_json = _atomic_text(folder / "summary.json", json.dumps(summary, indent=2) + "\n", "summary")
     return report
 
 

@@ -62,15 +62,14 @@ def build(bpe_gz: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
 
 
 def write(bpe_gz: Path, out_dir: Path) -> None:
+    from creationmix.fsio import write_atomic
     vocab, merges = build(bpe_gz)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    with open(out_dir / "merges.txt", "w", encoding="utf-8", newline="\n") as f:
-        f.write("#version: 0.2\n")
-        for a, b in merges:
-            f.write(f"{a} {b}\n")
-    (out_dir / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG, indent=2) + "\n")
-    (out_dir / "special_tokens_map.json").write_text(json.dumps(SPECIAL_TOKENS_MAP, indent=2) + "\n")
+    write_atomic(out_dir / "vocab.json", json.dumps(vocab, ensure_ascii=False), what="tokenizer")
+    write_atomic(out_dir / "merges.txt", "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges),
+                 what="tokenizer")
+    write_atomic(out_dir / "tokenizer_config.json", json.dumps(TOKENIZER_CONFIG, indent=2) + "\n", what="tokenizer")
+    write_atomic(out_dir / "special_tokens_map.json", json.dumps(SPECIAL_TOKENS_MAP, indent=2) + "\n",
+                 what="tokenizer")
 
 
 if __name__ == "__main__":

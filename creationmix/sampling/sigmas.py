@@ -6,13 +6,14 @@ different picture for the same seed.
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
 
 from ..errors import InvalidParameter
-from ..params import SCHEDULES, resolve_schedule
+from ..params import resolve_schedule
+from .schedulers import (SCHEDULE_TABLE, ScheduleOptions, append_zero, compute_schedule,  # noqa: F401
+                         get_sigmas_exponential, get_sigmas_karras, get_sigmas_polyexponential)
 
 NUM_TIMESTEPS = 1000
 
@@ -22,10 +23,6 @@ def sd15_alphas_cumprod() -> torch.Tensor:
     betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, NUM_TIMESTEPS, dtype=torch.float64) ** 2
     alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
     return alphas_cumprod.to(torch.float32)
-
-
-def append_zero(x: torch.Tensor) -> torch.Tensor:
-    return torch.cat([x, x.new_zeros([1])])
 
 
 def _append_dims(x: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -104,50 +101,16 @@ class TimestepsDenoiser:
         return self.unet_fn(x, t, **cond)
 
 
-# -- schedules (k-diffusion) ---------------------------------------------------------------------------------
-def get_sigmas_karras(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
-    ramp = torch.linspace(0, 1, n)
-    min_inv_rho = sigma_min ** (1 / rho)
-    max_inv_rho = sigma_max ** (1 / rho)
-    sigmas = (max_inv_rho + ramp * (min_inv_rho - max_inv_rho)) ** rho
-    return append_zero(sigmas)
-
-
-def get_sigmas_exponential(n: int, sigma_min: float, sigma_max: float) -> torch.Tensor:
-    sigmas = torch.linspace(math.log(sigma_max), math.log(sigma_min), n).exp()
-    return append_zero(sigmas)
-
-
-def _uniform(n: int, denoiser: KDenoiser) -> torch.Tensor:
-    return denoiser.get_sigmas(n).cpu()
-
-
-def _karras(n: int, denoiser: KDenoiser) -> torch.Tensor:
-    # A1111 passes the model's table ends as Python floats (.item()).
-    return get_sigmas_karras(n, denoiser.sigmas[0].item(), denoiser.sigmas[-1].item())
-
-
-def _exponential(n: int, denoiser: KDenoiser) -> torch.Tensor:
-    return get_sigmas_exponential(n, denoiser.sigmas[0].item(), denoiser.sigmas[-1].item())
-
-
-SCHEDULE_FUNCS: dict[str, Callable[[int, KDenoiser], torch.Tensor]] = {
-    "Uniform": _uniform,
-    "Karras": _karras,
-    "Exponential": _exponential,
-}
-assert set(SCHEDULE_FUNCS) == set(SCHEDULES) - {"Automatic"}
-
-
-def schedule_sigmas(schedule: str, steps: int, denoiser: KDenoiser, *,
-                    discard_next_to_last_sigma: bool = False) -> torch.Tensor:
-    """A1111 KDiffusionSampler.get_sigmas for a concrete schedule name. CPU float32, ends with 0."""
-    if schedule not in SCHEDULE_FUNCS:
-        raise InvalidParameter(f"unknown schedule type {schedule!r}; valid: {', '.join(SCHEDULE_FUNCS)}")
+# -- schedules ------------------------------------------------------------------------------------------------
+def schedule_sigmas(schedule: str, steps: int, denoiser: KDenoiser, *, discard_next_to_last_sigma: bool = False,
+                    options: ScheduleOptions | None = None) -> torch.Tensor:
+    """A1111 KDiffusionSampler.get_sigmas for a concrete schedule name. CPU float32 (usually ending with 0)."""
+    if schedule not in SCHEDULE_TABLE:
+        raise InvalidParameter(f"unknown schedule type {schedule!r}; valid: {', '.join(SCHEDULE_TABLE)}")
     if steps < 1:
         raise InvalidParameter(f"steps must be at least 1, got {steps}")
     n = steps + 1 if discard_next_to_last_sigma else steps
-    sigmas = SCHEDULE_FUNCS[schedule](n, denoiser)
+    sigmas = compute_schedule(schedule, n, denoiser, options)
     if discard_next_to_last_sigma:
         sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
     return sigmas
@@ -161,7 +124,8 @@ def _spec(sampler: str):
     return SAMPLER_TABLE[sampler]
 
 
-def get_sigmas(sampler: str, schedule: str, steps: int, denoiser: KDenoiser) -> torch.Tensor:
+def get_sigmas(sampler: str, schedule: str, steps: int, denoiser: KDenoiser,
+               options: ScheduleOptions | None = None) -> torch.Tensor:
     """The sigmas a k-diffusion sampler runs over for `steps` steps (len == steps + 1, last 0).
 
     `schedule` may be "Automatic" (resolved per sampler as A1111 does). For DDIM, which A1111 runs on integer
@@ -172,8 +136,8 @@ def get_sigmas(sampler: str, schedule: str, steps: int, denoiser: KDenoiser) -> 
     if spec.timesteps:
         t = ddim_timesteps(steps)
         return denoiser.sigmas.cpu()[t.flip(0)]
-    return schedule_sigmas(resolve_schedule(sampler, schedule), steps, denoiser,
-                           discard_next_to_last_sigma=spec.discard_next_to_last_sigma)
+    return schedule_sigmas(resolve_schedule(sampler, schedule), steps, spec.denoiser(denoiser),
+                           discard_next_to_last_sigma=spec.discard_next_to_last_sigma, options=options)
 
 
 def img2img_steps(steps: int, denoise: float) -> tuple[int, int]:

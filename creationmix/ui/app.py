@@ -20,9 +20,11 @@ from ..styles import apply_styles
 from ..service_api import ServiceAPI
 from . import handlers as h
 from . import keyboard
+from .advanced_sampling import add_advanced_sampling
 from .estimate import EtaTracker, StepRate, estimate
 from .fields import FIELD_NAMES, SAME_SAMPLER
 from .icons import icon_classes, icon_css
+from .seed_extra import build_seed_extra
 from .settings_tab import SettingsTab, load_defaults
 
 MAX_LORA_SLIDERS = 8
@@ -176,8 +178,8 @@ class Studio:
                 with gr.Tabs(selected="settings"):
                     with gr.Tab("Generation", id="settings", elem_id="cm_tab_settings"):
                         self._settings(d)
-                        # Extra settings modules hook in here (each adds its own accordion), e.g.
-                        # advanced_sampling.build(self) and seed_extra.build(self).
+                        # Extra settings modules hook in inside _settings (seed_extra under the seed,
+                        # advanced_sampling at the end), each adding its own accordion.
                     with gr.Tab("Presets", id="presets", elem_id="cm_tab_presets"):
                         self._presets_panel()
                     with gr.Tab("Lora", id="lora", elem_id="cm_tab_lora"):
@@ -253,6 +255,7 @@ class Studio:
                                   minimum=LIMITS["seed"].lo, maximum=LIMITS["seed"].hi)
             self.random_seed_btn = self._tool("dice", "Random seed (-1)", "cm_random_seed")
             self.last_seed_btn = self._tool("reuse", "Reuse the seed of the selected image", "cm_reuse_last_seed")
+        self.seed_extra = build_seed_extra(f, d)
         f["clip_skip"] = self._slider("clip_skip", d.clip_skip, "Clip skip")
         with gr.Row():
             f["rng"] = gr.Radio(list(RNG_SOURCES), value=d.rng, label="Random number generator source",
@@ -261,6 +264,7 @@ class Studio:
                                      elem_id="cm_emphasis")
             f["prompt_syntax"] = gr.Radio(list(PROMPT_SYNTAXES), value=d.prompt_syntax, label="Prompt syntax",
                                           elem_id="cm_prompt_syntax")
+        add_advanced_sampling(f, d)
         missing = set(FIELD_NAMES) - set(f)
         assert not missing, f"no widget for {missing}"
 

@@ -12,14 +12,22 @@ from ..errors import InvalidParameter
 from ..params import GenerationParams
 
 SAME_SAMPLER = "Use same sampler"
+SAME_SCHEDULE = "Use same scheduler"
 
 # GenerationParams fields that have a widget (`extra` does not: the UI writes fresh infotexts, as A1111 does).
 FIELD_NAMES: tuple[str, ...] = tuple(n for n in GenerationParams.field_names() if n != "extra")
 
 INT_FIELDS = frozenset({"steps", "seed", "width", "height", "batch_size", "batch_count", "clip_skip",
-                        "hires_steps", "hires_resize_x", "hires_resize_y"})
-FLOAT_FIELDS = frozenset({"cfg_scale", "hires_scale", "denoising_strength"})
-_LABELS = {"cfg_scale": "CFG scale", "hires_resize_x": "hires resize width", "hires_resize_y": "hires resize height"}
+                        "hires_steps", "hires_resize_x", "hires_resize_y", "subseed", "seed_resize_from_w",
+                        "seed_resize_from_h", "eta_noise_seed_delta"})
+FLOAT_FIELDS = frozenset({"cfg_scale", "hires_scale", "denoising_strength", "subseed_strength", "eta", "eta_ddim",
+                          "s_churn", "s_tmin", "s_tmax", "s_noise", "sigma_min", "sigma_max", "rho", "beta_alpha",
+                          "beta_beta", "s_min_uncond", "token_merging_ratio", "token_merging_ratio_hr"})
+BOOL_FIELDS = frozenset({"enable_hires", "pad_conds", "pad_conds_v0", "downcast_alphas_cumprod"})
+_LABELS = {"cfg_scale": "CFG scale", "hires_resize_x": "hires resize width", "hires_resize_y": "hires resize height",
+           "subseed": "variation seed", "subseed_strength": "variation strength",
+           "seed_resize_from_w": "resize seed from width", "seed_resize_from_h": "resize seed from height",
+           "eta_noise_seed_delta": "eta noise seed delta (ENSD)"}
 
 
 def _label(name: str) -> str:
@@ -63,8 +71,10 @@ def params_from_fields(values: Mapping[str, Any]) -> GenerationParams:
             kw[name] = _to_int(name, v)
         elif name in FLOAT_FIELDS:
             kw[name] = _to_float(name, v)
-        elif name == "enable_hires":
+        elif name in BOOL_FIELDS:
             kw[name] = bool(v)
+        elif name == "hires_schedule":
+            kw[name] = None if v in (None, "", SAME_SCHEDULE) else str(v)
         elif name == "hires_sampler":
             kw[name] = None if v in (None, "", SAME_SAMPLER) else str(v)
         elif name == "checkpoint":
@@ -83,6 +93,8 @@ def fields_from_params(p: GenerationParams) -> dict[str, Any]:
         v = getattr(p, name)
         if name == "hires_sampler":
             v = v or SAME_SAMPLER
+        elif name == "hires_schedule":
+            v = v or SAME_SCHEDULE
         elif name == "checkpoint" and v is None:
             continue
         out[name] = v

@@ -292,6 +292,11 @@ AXIS_KINDS: tuple[AxisKind, ...] = (
     AxisKind("Hires fix", "bool", ("hires", "hires fix", "hires on/off", "hires on off", "enable hires"),
              _set("enable_hires"), infotext_field="enable_hires"),
     AxisKind("Clip skip", "int", ("clip skip", "clipskip", "clip"), _set("clip_skip"), infotext_field="clip_skip"),
+    AxisKind("Var. seed", "int", ("var seed", "variation seed", "subseed"), _set("subseed"),
+             infotext_field="subseed"),
+    AxisKind("Var. strength", "float", ("var strength", "variation strength", "variation seed strength",
+                                        "subseed strength"), _set("subseed_strength"),
+             infotext_field="subseed_strength"),
     AxisKind("Prompt S/R", "str", ("prompt s/r", "prompt sr", "s/r", "sr", "search replace"), _apply_sr, "value",
              order=10),
     AxisKind("LoRA", "str", ("lora", "loras"), _apply_lora, "value", order=20),
@@ -401,8 +406,10 @@ def _check_values(axis: Axis) -> None:
     where, k = axis.where, axis.kind.label
     for v in axis.values:
         bad = None
-        if k == "Seed" and not -1 <= v <= 4294967294:
+        if k in ("Seed", "Var. seed") and not -1 <= v <= 4294967294:
             bad = "a seed must be -1 (random) or between 0 and 4294967294"
+        elif k == "Var. strength" and not 0 <= v <= 1:
+            bad = "a variation strength must be between 0 and 1"
         elif k == "Steps" and not 1 <= v <= 150:
             bad = "steps must be between 1 and 150"
         elif k == "CFG Scale" and not 1 <= v <= 30:

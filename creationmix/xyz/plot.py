@@ -30,6 +30,7 @@ DEFAULT_STRENGTHS: tuple[float, ...] = (0.0, 0.4, 0.6, 0.8, 1.0, 1.2)
 BATCH_PIXEL_BUDGET = 4 * 512 * 512
 DEFAULT_MAX_BATCH = 8
 SCRIPT_NAME = "X/Y/Z plot"
+SEED_AXES = ("Seed", "Var. seed")  # A1111 fixes -1 on both before the grid starts and records the values
 SWEEP_NAME = "LoRA strength sweep"
 
 
@@ -82,7 +83,7 @@ class PlotPlan:
                 continue
             keys.append((f"{axis.name} Type", axis.kind.label))
             keys.append((f"{axis.name} Values", axis.text))
-            if axis.kind.label == "Seed":
+            if axis.kind.label in SEED_AXES:
                 keys.append((f"Fixed {axis.name} Values", ", ".join(str(v) for v in axis.values)))
             if axis.target:
                 keys.append((f"{axis.name} LoRA", axis.target))
@@ -122,7 +123,7 @@ def _named(axis: Axis | None, name: str) -> Axis | None:
 
 
 def _fix_random_seeds(axis: Axis | None, rand: random.Random) -> Axis | None:
-    if axis is None or axis.kind.label != "Seed" or -1 not in axis.values:
+    if axis is None or axis.kind.label not in SEED_AXES or -1 not in axis.values:
         return axis
     # A1111 fixes -1 to a random seed before the grid starts, so every row/column uses the same one.
     return dataclasses.replace(axis, values=tuple(rand.randint(0, MAX_SEED) if v == -1 else v for v in axis.values))
@@ -152,6 +153,8 @@ def plan_xyz(base: GenerationParams, x: Axis | None = None, y: Axis | None = Non
         raise InvalidParameter(f"the plot has {total} cells ({nx} x {ny} x {nz}), more than {max_cells}; "
                                f"allow it explicitly (--allow-large) if you mean it")
     base = base.replace(batch_size=1, batch_count=1).with_seed_resolved(rand)
+    if base.subseed == -1:  # one variation seed for the whole grid, should a Var. strength axis switch it on
+        base = base.replace(subseed=rand.randint(0, MAX_SEED))
     order = sorted((a for a in axes if a is not None), key=lambda a: a.kind.order)
 
     cells: list[Cell] = []
@@ -215,7 +218,8 @@ def plan_runs(cells: Sequence[Cell], max_batch: int | None = None) -> list[Run]:
 
     runs: list[Run] = []
     for _, key, seeds in keyed:
-        limit = batch_limit(key, max_batch)
+        # With a variation strength the engine gives batch image i seed + 0 and variation seed + i, not seed + i.
+        limit = 1 if key.uses_variation else batch_limit(key, max_batch)
         ordered = sorted(seeds)
         chunk: list[int] = []
         for s in ordered:
