@@ -34,6 +34,7 @@ from .lora.library import LoraLibrary
 from .lora.manager import LoraManager
 from .lora.tags import extract_lora_tags
 from .sampling import SAMPLER_TABLE, ImageRNG, KDenoiser, sd15_alphas_cumprod
+from .sampling.samplers import SamplingInterrupted
 from .jobs import Control, GenerationResult, ProgressEvent
 from .upscalers.runner import PixelUpscalers, UpscaleSettings
 from .upscalers.table import LATENT_MODES
@@ -53,6 +54,27 @@ _PREVIEW_COEFS = torch.tensor([
 
 class _Skipped(Exception):
     """The user skipped the current batch; go on with the next one."""
+
+
+class _StopInBlock(Exception):
+    """Interrupt seen between two UNet blocks: abandon the model call in progress."""
+
+
+@contextlib.contextmanager
+def interrupt_between_blocks(unet, control: Control):
+    """Check the interrupt flag before every UNet block, so Interrupt takes effect within one block even when a
+    single UNet call (a huge latent on CPU) lasts minutes, not only between sampler steps."""
+    def check(_module, _args):
+        if control.interrupted.is_set():
+            raise _StopInBlock()
+
+    blocks = [*getattr(unet, "down_blocks", ()), getattr(unet, "mid_block", None), *getattr(unet, "up_blocks", ())]
+    handles = [b.register_forward_pre_hook(check) for b in blocks if b is not None]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @dataclass
@@ -232,6 +254,14 @@ class Engine:
                     batch_images = self._decode(model, latent, warnings)
             except _Skipped:
                 continue
+            except SamplingInterrupted as stop:
+                # A1111 decodes the last denoised latent of the batch in progress and keeps it (its
+                # "Save incomplete images"); the infotext is the one it would have had, as in A1111.
+                interrupted = True
+                with self._timed("decode"):
+                    batch_images = self._decode(model, stop.latent, warnings)
+                warnings.append(f"Interrupted at step {stop.step} of the {stop.pass_name} pass: the last "
+                                f"{len(batch_images)} image(s) are incomplete.")
             except Interrupted:
                 interrupted = True
                 break
@@ -246,6 +276,8 @@ class Engine:
                 infotexts.append(text)
                 if save:
                     paths.append(save_numbered_png(image, folder, seed, text))
+            if interrupted:
+                break
         apply_token_merging(model.unet, 0.0)
         return GenerationResult(paths=tuple(paths), seeds=tuple(seeds), infotexts=tuple(infotexts),
                                 images=tuple(images), interrupted=interrupted, warnings=tuple(warnings))
@@ -357,6 +389,7 @@ class Engine:
         model_fn = CFGModel(plan.inner_model, cond, params.cfg_scale * plan.spec.cfg_scale_multiplier, x.shape[0],
                             s_min_uncond=params.s_min_uncond, empty=self._empty_cond(params),
                             pad_v0=params.pad_conds_v0, state=self._cfg_state)
+        last = {"latent": x, "step": 0}
 
         def callback(i, total, x_i, denoised):
             if i == 0 and denoised is not None and not bool(torch.isfinite(denoised).all()):
@@ -365,6 +398,7 @@ class Engine:
                 raise NansError(
                     f"the UNet produced NaN/Inf values in the {pass_name} pass at step 1; the checkpoint "
                     f"{self.model.name} is probably broken (NaN/Inf weights){self._fp16_hint()}")
+            last["latent"], last["step"] = denoised, i + 1
             report(i + 1, total, pass_name, denoised)
 
         def should_stop():
@@ -372,7 +406,15 @@ class Engine:
                 raise _Skipped()
             return control.interrupted.is_set()
 
-        return plan.run(model_fn, x, rng=rng, callback=callback, should_stop=should_stop)
+        try:
+            with interrupt_between_blocks(self.model.unet, control):
+                return plan.run(model_fn, x, rng=rng, callback=callback, should_stop=should_stop)
+        except _StopInBlock:
+            stop = SamplingInterrupted(last["latent"], last["step"])
+        except SamplingInterrupted as e:
+            stop = SamplingInterrupted(e.latent, last["step"])  # counted in finished steps, as the UI shows them
+        stop.pass_name = pass_name  # which pass the partial latent belongs to, for the user's message
+        raise stop
 
     def _alphas(self, params: GenerationParams) -> torch.Tensor:
         ac = sd15_alphas_cumprod()

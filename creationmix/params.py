@@ -121,6 +121,37 @@ def canonical_schedule(name: str) -> str | None:
     return _lookup(SCHEDULE_ALIASES, (name or "").strip())
 
 
+@dataclass(frozen=True)
+class Limit:
+    """The allowed range of one numeric field: `_validate` checks it and the UI builds its slider from it."""
+
+    label: str  # as the error message names it
+    lo: float
+    hi: float
+    step: float = 1
+    lo_open: bool = False  # (lo, hi] instead of [lo, hi]
+    zero_ok: bool = False  # 0 means "not set" (hires resize)
+
+
+# One truth for every numeric bound (UI sliders, CLI, API, presets all end up here).
+LIMITS: dict[str, Limit] = {
+    "steps": Limit("steps", 1, 150),
+    "cfg_scale": Limit("CFG scale", 1, 30, 0.5),
+    "width": Limit("width", 64, 4096, 8),
+    "height": Limit("height", 64, 4096, 8),
+    "batch_size": Limit("batch size", 1, 64),
+    "batch_count": Limit("batch count", 1, 1000),
+    "clip_skip": Limit("clip skip", 1, 12),
+    "seed": Limit("seed", -1, MAX_SEED_VALUE),
+    "denoising_strength": Limit("denoising strength", 0, 1, 0.01, lo_open=True),
+    "hires_scale": Limit("hires scale", 1, 4, 0.05),
+    "hires_steps": Limit("hires steps", 0, 150),
+    "hires_resize_x": Limit("hires resize x", 64, 4096, 8, zero_ok=True),
+    "hires_resize_y": Limit("hires resize y", 64, 4096, 8, zero_ok=True),
+}
+_SIZE_FIELDS = ("width", "height", "hires_resize_x", "hires_resize_y")
+
+
 def split_sampler_name(name: str, schedule: str | None = None) -> tuple[str, str]:
     """Accept `DPM++ 2M Karras` (A1111 < 1.9), `DPM++ 2M` + `Schedule type: Karras`, aliases (`k_dpmpp_2m`).
 
@@ -169,8 +200,10 @@ def _check_range(name: str, value, lo, hi, *, lo_open: bool = False) -> None:
 
 
 def _check_size(name: str, value: int) -> None:
-    if not isinstance(value, int) or value % 8 or not 64 <= value <= 4096:
-        raise InvalidParameter(f"{name} must be a multiple of 8 between 64 and 4096, got {value!r}")
+    lim = LIMITS[name.replace(" ", "_")]
+    if not isinstance(value, int) or value % lim.step or not lim.lo <= value <= lim.hi:
+        raise InvalidParameter(f"{lim.label} must be a multiple of {lim.step} between {lim.lo} and {lim.hi}, "
+                               f"got {value!r}")
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -277,12 +310,9 @@ class GenerationParams:
                      "eta_noise_seed_delta"):
             if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
                 raise InvalidParameter(f"{name} must be a whole number, got {getattr(self, name)!r}")
-        _check_range("steps", self.steps, 1, 150)
-        _check_range("CFG scale", self.cfg_scale, 1, 30)
-        _check_range("batch size", self.batch_size, 1, 64)
-        _check_range("batch count", self.batch_count, 1, 1000)
-        _check_range("clip skip", self.clip_skip, 1, 12)
-        _check_range("seed", self.seed, -1, MAX_SEED_VALUE)
+        for name, lim in LIMITS.items():
+            if name not in _SIZE_FIELDS:
+                _check_range(lim.label, getattr(self, name), lim.lo, lim.hi, lo_open=lim.lo_open)
         if self.seed + self.batch_size * self.batch_count - 1 > MAX_SEED_VALUE:
             raise InvalidParameter(f"seed {self.seed} + {self.batch_size * self.batch_count - 1} (one seed per image) "
                                    f"passes the largest seed, {MAX_SEED_VALUE}")
@@ -291,9 +321,6 @@ class GenerationParams:
         _check_choice("emphasis mode", self.emphasis, EMPHASIS_MODES)
         _check_choice("prompt syntax", self.prompt_syntax, PROMPT_SYNTAXES)
         check_upscaler_name(self.hires_upscaler)
-        _check_range("denoising strength", self.denoising_strength, 0, 1, lo_open=True)
-        _check_range("hires scale", self.hires_scale, 1, 4)
-        _check_range("hires steps", self.hires_steps, 0, 150)
         for name in ("hires_resize_x", "hires_resize_y"):
             v = getattr(self, name)
             if v:

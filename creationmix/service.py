@@ -185,6 +185,19 @@ class Service:
             sha = None
         return verify_checkpoint(preset, sha)
 
+    def checkpoint_notice(self, checkpoint: str) -> str | None:
+        """The presets document CreationMix V1: say so (without blocking) when another checkpoint is selected."""
+        from .hashing import sha256_file
+        from .presets import CREATIONMIX_V1_SHA256, NOT_CREATIONMIX_WARNING
+        path = self.engine.checkpoint_path(checkpoint)
+        if sha256_file(path, cache_dir=self.folders.cache_dir) == CREATIONMIX_V1_SHA256:
+            return None
+        return f"{checkpoint}: {NOT_CREATIONMIX_WARNING} (the preset cards were tuned on it)."
+
+    def list_styles(self):
+        from .styles import load_styles
+        return load_styles([self.folders.data_dir, *([self.folders.a1111_dir] if self.folders.a1111_dir else [])])
+
     def parse_infotext(self, text: str) -> GenerationParams:
         from .infotext import parse_infotext
         return parse_infotext(text).params

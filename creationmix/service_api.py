@@ -12,6 +12,7 @@ from typing import Any, Callable, Protocol
 from .infotext import ParsedInfotext
 from .jobs import Control, GenerationResult, JobProgress, ProgressEvent
 from .params import GenerationParams
+from .styles import Style
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class ServiceAPI(Protocol):
     def token_count(self, text: str) -> tuple[int, int]: ...
     def banner(self) -> str | None: ...
     def check_preset(self, preset_id: str, checkpoint: str | None) -> str | None: ...
+    def checkpoint_notice(self, checkpoint: str) -> str | None: ...  # "not CreationMix V1" note, or None
+    def list_styles(self) -> list[Style]: ...  # A1111 styles.csv of the data dir, then of --a1111-dir
     def selected_checkpoint(self) -> str | None: ...
     def generate(self, params: GenerationParams, progress: Callable[[ProgressEvent], None] | None = None,
                  control: Control | None = None) -> GenerationResult: ...

@@ -20,6 +20,7 @@ from creationmix.params import GenerationParams
 from creationmix.paths import Folders
 from creationmix.jobs import Control, GenerationResult, ProgressEvent
 from creationmix.service_api import LoraCard, PresetCard
+from creationmix.styles import Style, load_styles
 
 IN_GENERAL = GenerationParams(
     prompt="a cozy cabin in the woods, warm light, <lora:paper_cut:0.8>",
@@ -126,6 +127,14 @@ class FakeService:
         if want and want not in self.list_checkpoints():
             return f"This preset was made with {want}, which is not installed; results will differ."
         return None
+
+    def checkpoint_notice(self, checkpoint: str) -> str | None:
+        if checkpoint not in self.list_checkpoints():
+            raise ModelError(f"checkpoint {checkpoint!r} not found")
+        return None if "creationmix" in checkpoint.lower() else f"{checkpoint}: this is not CreationMix V1"
+
+    def list_styles(self) -> list[Style]:
+        return load_styles([self.folders.data_dir])
 
     # -- text -----------------------------------------------------------------------------------------------
     def parse_infotext(self, text: str) -> GenerationParams:

@@ -145,7 +145,56 @@ def test_interrupt_keeps_finished_images(engine):
             control.interrupt()
 
     res = engine.generate(GenerationParams(**{**SMALL, "batch_count": 3}), progress=progress, control=control)
-    assert res.interrupted and len(res.paths) == 1 and res.seeds == (1234,)
+    # The finished image and (A1111) the decoded partial latent of the one in progress; nothing after it.
+    assert res.interrupted and len(res.paths) == 2 and res.seeds == (1234, 1235)
+    assert any("incomplete" in w for w in res.warnings)
+
+
+def test_interrupt_at_step_k_keeps_the_denoised_latent_of_step_k(engine, monkeypatch):
+    """The kept PNG is the VAE decode of the last denoised prediction (A1111's last_latent), with the normal
+    infotext, and the hires pass is not started when the first pass was interrupted."""
+    control = Control()
+    p = GenerationParams(**{**SMALL, "steps": 6, "enable_hires": True, "hires_scale": 2.0, "hires_steps": 2})
+    decoded = []
+    real_decode = engine._decode
+    monkeypatch.setattr(engine, "_decode", lambda m, lat, w: decoded.append(lat.clone()) or real_decode(m, lat, w))
+    passes = []
+
+    def progress(ev):
+        passes.append(ev.pass_name)
+        if ev.step == 3:
+            control.interrupt()
+
+    res = engine.generate(p, progress=progress, control=control)
+    assert res.interrupted and len(res.paths) == 1 and set(passes) == {"first"}
+    assert decoded[0].shape[-2:] == (8, 8)  # the first-pass latent, not upscaled
+    with Image.open(res.paths[0]) as im:
+        assert im.size == (64, 64) and "Steps: 6" in im.text["parameters"]
+    assert "step 3 of the first pass" in " ".join(res.warnings)
+
+
+def test_interrupt_inside_one_unet_call(engine):
+    """The flag is checked between UNet blocks: an interrupt raised during a model call stops that call."""
+    control = Control()
+    engine.load()
+    first_block = engine.model.unet.down_blocks[0]
+    calls = []
+
+    def during_call(_m, _args, _out):
+        calls.append(1)
+        control.interrupt()
+    handle = first_block.register_forward_hook(during_call)
+    ups = []
+    up_handle = engine.model.unet.up_blocks[-1].register_forward_pre_hook(lambda *a: ups.append(1))
+    try:
+        res = engine.generate(GenerationParams(**SMALL), control=control, save=False)
+    finally:
+        handle.remove()
+        up_handle.remove()
+    assert res.interrupted and len(res.images) == 1  # the (noisy) start latent, decoded
+    assert len(calls) == 1 and ups == []  # the call in progress did not reach its last block
+    hooks = sum(len(b._forward_pre_hooks) for b in engine.model.unet.down_blocks)
+    assert hooks == 0  # the per-run hooks are removed
 
 
 def test_skip_moves_to_the_next_batch(engine):

@@ -177,3 +177,16 @@ def test_listing_is_torch_free():
     code = ("import sys, creationmix.lora as l, creationmix.lora.library, creationmix.lora.formats; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_preview_lookup_follows_a1111_order(tmp_path):
+    from creationmix.lora.library import _find_preview
+
+    lora = tmp_path / "style.safetensors"
+    assert _find_preview(lora) is None
+    (tmp_path / "style.preview.jpg").write_bytes(b"x")
+    assert _find_preview(lora).name == "style.preview.jpg"
+    (tmp_path / "style.preview.png").write_bytes(b"x")
+    assert _find_preview(lora).name == "style.preview.png"  # png before jpg
+    (tmp_path / "style.png").write_bytes(b"x")
+    assert _find_preview(lora).name == "style.png"  # A1111: <stem>.<ext> before <stem>.preview.<ext>

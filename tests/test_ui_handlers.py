@@ -51,6 +51,14 @@ def run_generate(studio, **values):
     return outs[-1]
 
 
+def run_error(studio, **values) -> str:
+    """The error a run shows under the output (runs do not raise: see Studio._run), with the gallery back."""
+    final = run_generate(studio, **values)
+    assert final[studio.run_error]["visible"] is True and final[studio.gallery]["visible"] is True
+    assert studio.result not in final  # the previous result is kept
+    return final[studio.run_error]["value"]
+
+
 # -- fields ----------------------------------------------------------------------------------------------------
 def test_every_params_field_has_a_widget(studio):
     assert set(studio.f) == set(FIELD_NAMES)
@@ -129,11 +137,32 @@ def test_paste_infotext_sets_fields(studio):
     assert params_from_fields(got) == p
 
 
-def test_paste_rejects_garbage(studio):
+def test_paste_rejects_garbage_without_touching_fields(studio, monkeypatch):
+    shown = []
+    monkeypatch.setattr(gr, "Warning", lambda msg, *a, **k: shown.append(msg))
+    # A warning, and no update at all: raising would put gradio's red "Error" badge on every field.
+    for text in ("just some words", "   "):
+        updates = studio._paste(text)
+        assert by_name(studio, updates) == {} and list(updates) == [studio.hires_panel]
+    assert "no generation parameters" in shown[0] and "Nothing to read" in shown[1]
     with pytest.raises(gr.Error, match="no generation parameters"):
-        studio._paste("just some words")
-    with pytest.raises(gr.Error, match="Paste an A1111 infotext"):
-        studio._paste("   ")
+        studio.paste_values("just some words")
+
+
+def test_paste_reads_the_prompt_box_or_the_last_generation(studio):
+    p = GenerationParams(prompt="red fox", steps=12, sampler="Euler a", seed=1234, width=640, height=384)
+    text = format_infotext(p, 1234, "tiny_demo")
+    # A1111's ↙ next to Generate: the infotext was pasted into the Prompt box itself.
+    got = by_name(studio, studio._paste(text, None, None))
+    assert set(got) == set(FIELD_NAMES) - {"checkpoint"} and params_from_fields(got) == p
+    # Empty prompt box: the selected (or last) generation's parameters.
+    final = run_generate(studio, **values_of(studio) | {"prompt": "blue owl", "steps": 3, "seed": 55,
+                                                          "width": 64, "height": 64})
+    got = by_name(studio, studio._paste("", final[studio.result], final[studio.selected]))
+    assert got["prompt"] == "blue owl" and got["seed"] == 55 and got["steps"] == 3
+    # ... which "Send to txt2img" under the gallery does too.
+    got = by_name(studio, studio._send_to_txt2img(final[studio.result], 0))
+    assert got["prompt"] == "blue owl" and got["seed"] == 55
 
 
 # -- LoRA ----------------------------------------------------------------------------------------------------
@@ -190,7 +219,8 @@ def test_generate_builds_one_params_from_named_fields(studio, service):
     assert (sent.width, sent.height, sent.hires_size, sent.hires_steps) == (128, 192, (192, 288), 2)
     state = final[studio.result]
     assert state["seeds"] == [106059479, 106059480]
-    gallery = final[studio.gallery]
+    gallery = final[studio.gallery]["value"]
+    assert final[studio.gallery]["visible"] is True
     assert [p for p, _ in gallery] == state["paths"] and gallery[0][1] == "seed 106059479"
     with Image.open(state["paths"][0]) as im:
         assert im.size == (192, 288) and "Seed: 106059479" in im.info["parameters"]
@@ -209,15 +239,16 @@ def test_generate_streams_previews(studio, service, monkeypatch):
     assert outs[-1][studio.preview]["visible"] is False
 
 
-def test_engine_error_becomes_gr_error_and_app_keeps_working(studio, service):
-    with pytest.raises(gr.Error, match="width must be a multiple of 8"):
-        run_generate(studio, **values_of(studio) | {"width": 100})
-    with pytest.raises(gr.Error, match="checkpoint 'gone.safetensors' not found"):
-        run_generate(studio, **values_of(studio) | {"checkpoint": "gone.safetensors"})
-    with pytest.raises(gr.Error, match="not a LoRA file"):
-        run_generate(studio, **values_of(studio) | {"prompt": "<lora:broken:1>"})
+def test_engine_error_is_shown_and_app_keeps_working(studio, service, monkeypatch):
+    warned = []
+    monkeypatch.setattr(gr, "Warning", lambda msg, *a, **k: warned.append(msg))
+    assert "width must be a multiple of 8" in run_error(studio, **values_of(studio) | {"width": 100})
+    assert "checkpoint 'gone.safetensors' not found" in run_error(
+        studio, **values_of(studio) | {"checkpoint": "gone.safetensors"})
+    assert "not a LoRA file" in run_error(studio, **values_of(studio) | {"prompt": "<lora:broken:1>"})
+    assert len(warned) == 3
     final = run_generate(studio, **values_of(studio) | {"width": 64, "height": 64, "steps": 2, "seed": 9})
-    assert final[studio.result]["seeds"] == [9]
+    assert final[studio.result]["seeds"] == [9] and final[studio.run_error]["visible"] is False
     assert studio._controls == {}
 
 
@@ -225,8 +256,8 @@ def test_unexpected_error_is_reported_not_raised_raw(studio, service, monkeypatc
     def boom(*a, **k):
         raise RuntimeError("CUDA out of memory")
     monkeypatch.setattr(service, "generate", boom)
-    with pytest.raises(gr.Error, match="CUDA out of memory"):
-        run_generate(studio, **values_of(studio) | {"width": 64, "height": 64})
+    monkeypatch.setattr(gr, "Warning", lambda *a, **k: None)
+    assert "CUDA out of memory" in run_error(studio, **values_of(studio) | {"width": 64, "height": 64})
 
 
 def test_interrupt_reaches_the_engine(studio, service):

@@ -32,3 +32,19 @@ def test_tab_builds_and_runs(service, folders):
     text, sheet = drain(tab.library("lora-preview", False, False, 2, 64, False))
     assert text.startswith("1 done") and sheet.endswith("contact-sheet.png")
     assert (folders.lora_dirs[0] / "style.preview.png").is_file()
+
+
+def test_refresh_lists_loras_added_after_start_and_steps_start_empty(service, folders, tiny_model):
+    tab = PreviewsTab(service)
+    with gr.Blocks():
+        tab.build()
+    assert tab.steps.value == "" and tab.size.value == ""  # empty means the card's, not 0
+    assert "late" not in [c[0] for c in tab.lora.choices]
+    write_lora(folders.lora_dirs[0] / "late.safetensors",
+               kohya_lora(tiny_model.pipe.unet, tiny_model.pipe.text_encoder, seed=2, conv=False))
+    update = tab.refresh("style")
+    assert "late" in update["choices"] and update["value"] == "style"
+    assert tab._overrides("", "", True) == {}
+    assert tab._overrides(" 7 ", "64", False) == {"steps": 7, "width": 64, "height": 64, "enable_hires": False}
+    with pytest.raises(gr.Error, match="Steps must be a whole number"):
+        tab._overrides("seven", "", True)

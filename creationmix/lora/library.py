@@ -213,10 +213,13 @@ def _read_civitai_info(info: LoraInfo) -> None:
     words = data.get("trainedWords") if isinstance(data, dict) else None
     if isinstance(words, list):
         info.civitai_words = tuple(str(w).strip() for w in words if isinstance(w, str) and w.strip())
+# A1111 1.10 ui_extra_networks.find_preview: for each allowed extension, `<stem>.<ext>` then
+# `<stem>.preview.<ext>`. (A1111 iterates a set, so its extension order is not fixed; png first is ours.)
+PREVIEW_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "gif")
 
 
 def _find_preview(path: Path) -> Path | None:
-    for suffix in (".preview.png", ".png", ".preview.jpg", ".jpg", ".preview.jpeg", ".jpeg", ".preview.webp", ".webp"):
+    for suffix in (s for ext in PREVIEW_EXTENSIONS for s in (f".{ext}", f".preview.{ext}")):
         cand = path.with_name(path.stem + suffix)
         if cand.is_file():
             return cand

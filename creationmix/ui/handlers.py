@@ -90,6 +90,16 @@ def infotext_fields(service: ServiceAPI, text: str) -> tuple[dict[str, Any], lis
     return values, list(parsed.warnings) + warnings
 
 
+def checkpoint_notice(service: ServiceAPI, checkpoint: str | None) -> str | None:
+    """A non-blocking note when the selected checkpoint is not CreationMix V1 (None when it is, or unknown)."""
+    if not checkpoint:
+        return None
+    try:
+        return service.checkpoint_notice(checkpoint)
+    except CreationMixError as e:
+        return f"Could not check {checkpoint}: {e}"
+
+
 def preset_samples(presets: list[PresetCard]) -> list[list[Any]]:
     return [[str(p.thumbnail) if p.thumbnail else None, p.title, p.description] for p in presets]
 
@@ -182,13 +192,43 @@ def stream_generation(service: ServiceAPI, params: GenerationParams,
     return stream_job(service.generate, control, params=params)
 
 
-def progress_text(ev: ProgressEvent) -> str:
+def progress_text(ev: ProgressEvent, eta_s: float | None = None) -> str:
+    """`eta_s`: the whole run's ETA (estimate.EtaTracker); without it, the engine's for the current pass."""
+    from .estimate import format_eta
+
     text = f"{'Hires pass' if ev.pass_name == 'hires' else 'First pass'}: step {ev.step}/{ev.total}"
     if ev.image_count > 1:
         text += f", image {ev.image_index + 1}/{ev.image_count}"
-    if ev.eta_s is not None:
-        text += f", ETA {int(ev.eta_s) // 60}:{int(ev.eta_s) % 60:02d}"
+    eta = eta_s if eta_s is not None else ev.eta_s
+    if eta is not None:
+        text += f", ETA {format_eta(eta)}"
     return text
+
+
+def progress_html(text: str, fraction: float | None) -> str:
+    """The one progress line of a run: a bar and A1111's text (pass, step, image, ETA over the whole run)."""
+    import html
+
+    pct = 0 if fraction is None else max(0, min(100, round(fraction * 100)))
+    return (f'<div class="cm-progress" data-percent="{pct}"><div class="cm-progress-bar" style="width:{pct}%">'
+            f'</div><span class="cm-progress-text">{html.escape(text)}</span></div>')
+
+
+def preview_size(params: GenerationParams) -> tuple[int, int]:
+    """Display size of the live preview: the image's aspect, 256 to 512 on its long side (gradio does not
+    enlarge a small image, and a 64x64 test run would show an 8x8 preview)."""
+    w, h = params.width, params.height
+    k = min(512, max(256, max(w, h))) / max(w, h)
+    return max(1, int(w * k)), max(1, int(h * k))
+
+
+def scaled_preview(image, size: tuple[int, int]):
+    """The latent preview is 1/8 of the image: scale it up here, gradio's image shows small images unscaled."""
+    from PIL import Image
+
+    if image.size == size:
+        return image
+    return image.resize(size, Image.Resampling.NEAREST)
 
 
 def result_state(result: GenerationResult) -> dict[str, list]:

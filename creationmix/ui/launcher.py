@@ -161,9 +161,17 @@ def main(argv: list[str] | None = None, service_factory=None) -> int:
     if args.nowebui:
         return serve_api_only(service, args, host, port)
 
-    from .app import CSS, HEAD, build_ui
+    from starlette.middleware import Middleware
 
-    blocks, studio = build_ui(service)
+    from .app import CSS, HEAD, build_ui
+    from .login import LoginScriptMiddleware
+
+    from .settings_tab import SETTINGS_FILE
+
+    blocks, studio = build_ui(service, settings_path=Path(args.data_dir, SETTINGS_FILE))
+    app_kwargs = {"docs_url": "/docs"} if args.api else {}
+    if args.auth_pairs:
+        app_kwargs["middleware"] = [Middleware(LoginScriptMiddleware)]
     blocks.queue(max_size=args.max_queue, default_concurrency_limit=1)
     outputs = Path(args.data_dir, "outputs").resolve()
     outputs.mkdir(parents=True, exist_ok=True)
@@ -171,7 +179,7 @@ def main(argv: list[str] | None = None, service_factory=None) -> int:
                   auth_message="CreationMix: log in" if args.auth_pairs else None,
                   allowed_paths=[str(outputs), *studio.allowed_paths], share=False, prevent_thread_lock=True,
                   show_error=True, ssr_mode=False, quiet=True, css=CSS, head=HEAD,
-                  app_kwargs={"docs_url": "/docs"} if args.api else None)
+                  app_kwargs=app_kwargs)
     if args.api:
         from ..api.server import mount
         mount(blocks.server_app, service, credentials=args.api_auth_pairs or None, cmd_flags=cmd_flags(args))

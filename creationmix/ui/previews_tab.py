@@ -20,6 +20,7 @@ import gradio as gr
 from ..errors import CreationMixError
 from ..jobs import Control
 from .handlers import stream_job
+from .icons import icon_classes
 
 DEFAULT_STRENGTHS = "0, 0.4, 0.6, 0.8, 1.0, 1.2"
 
@@ -59,14 +60,19 @@ class PreviewsTab:
         with gr.Row():
             self.preset = gr.Dropdown(presets, value=preview_default, label="Preset card (its LoRA slot is used)",
                                       elem_id="cm_pv_preset")
-            self.steps = gr.Number(value=None, label="Steps (empty: the card's)", precision=0, elem_id="cm_pv_steps")
-            self.size = gr.Number(value=None, label="Width = height (empty: the card's)", precision=0,
-                                  elem_id="cm_pv_size")
+            # Text boxes, not gr.Number: a Number shows an empty value as 0, which reads as "0 steps".
+            self.steps = gr.Textbox("", label="Steps (empty: the card's)", placeholder="the card's",
+                                    elem_id="cm_pv_steps")
+            self.size = gr.Textbox("", label="Width = height (empty: the card's)", placeholder="the card's",
+                                   elem_id="cm_pv_size")
             self.hires = gr.Checkbox(value=True, label="Hires fix as on the card", elem_id="cm_pv_hires")
         with gr.Tab("Strength sweep"):
             with gr.Row():
                 self.lora = gr.Dropdown(names, value=names[0] if names else None, label="LoRA",
-                                        elem_id="cm_pv_lora")
+                                        elem_id="cm_pv_lora", scale=3)
+                # LoRAs copied in after start-up appear after a refresh (A1111's extra-networks refresh).
+                self.refresh_btn = gr.Button("Refresh LoRAs", elem_classes=["cm-tool", *icon_classes("refresh")],
+                                             elem_id="cm_pv_refresh", scale=0, min_width=40)
                 self.strengths = gr.Textbox(DEFAULT_STRENGTHS, label="Strengths (A1111 syntax: 0-1 [5] ...)",
                                             elem_id="cm_pv_strengths")
                 self.seeds = gr.Number(value=2, label="Seeds", precision=0, minimum=1, maximum=16,
@@ -90,15 +96,31 @@ class PreviewsTab:
         self._wire()
 
     # -- events ------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _whole(label: str, value) -> int | None:
+        text = str(value if value is not None else "").strip()
+        if not text:
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            raise gr.Error(f"{label} must be a whole number, or empty for the card's value; got {text!r}",
+                           print_exception=False) from None
+
     def _overrides(self, steps, size, hires) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        if steps:
-            out["steps"] = int(steps)
-        if size:
-            out["width"] = out["height"] = int(size)
+        if (n := self._whole("Steps", steps)) is not None:
+            out["steps"] = n  # 0 and other bad values reach the params' own check and its message
+        if (n := self._whole("Width = height", size)) is not None:
+            out["width"] = out["height"] = n
         if not hires:
             out["enable_hires"] = False
         return out
+
+    def refresh(self, current: str | None):
+        """The LoRA dropdown from a fresh library scan (keeps the choice when it still exists)."""
+        names = self._lora_names()
+        return gr.update(choices=names, value=current if current in names else (names[0] if names else None))
 
     def sweep(self, preset_id, lora, strengths, seeds, steps, size, hires):
         if not lora:
@@ -150,5 +172,6 @@ class PreviewsTab:
                              [self.sweep_status, self.sweep_grid], concurrency_id="generation")
         self.lib_btn.click(self.library, [self.preset, self.overwrite, self.triggers, *common],
                            [self.lib_status, self.sheet], concurrency_id="generation")
+        self.refresh_btn.click(self.refresh, [self.lora], [self.lora], api_visibility="private")
         self.stop_btn.click(self.interrupt, None, None, queue=False)
         self.lib_stop.click(self.interrupt, None, None, queue=False)

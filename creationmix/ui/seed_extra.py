@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from ..params import GenerationParams
+from .icons import icon_classes
 
 EXTRA_FIELDS = ("subseed", "subseed_strength", "seed_resize_from_w", "seed_resize_from_h")
 
@@ -56,7 +57,8 @@ def build_seed_extra(f: dict, d: GenerationParams) -> SeedExtra:
     with gr.Group(visible=shown, elem_id="cm_seed_extras") as panel:
         with gr.Row(equal_height=True):
             f["subseed"] = gr.Number(d.subseed, label="Variation seed", precision=0, scale=4, elem_id="cm_subseed")
-            random_subseed = gr.Button("🎲️", elem_classes="cm-tool", scale=0, elem_id="cm_random_subseed")
+            random_subseed = gr.Button("Random variation seed (-1)", elem_classes=["cm-tool", *icon_classes("dice")],
+                                       scale=0, min_width=40, elem_id="cm_random_subseed")
             f["subseed_strength"] = gr.Slider(0, 1, value=d.subseed_strength, step=0.01, label="Variation strength",
                                               scale=4, elem_id="cm_subseed_strength")
         with gr.Row():
