@@ -147,7 +147,8 @@ def test_infotext_fills_what_the_request_did_not_set():
     assert (p.prompt, p.negative_prompt, p.steps, p.sampler, p.schedule, p.cfg_scale, p.seed, p.width, p.height,
             p.clip_skip, p.enable_hires, p.hires_scale) == \
         ("1girl", "bad", 7, "DPM++ 2M", "Karras", 9.5, 7, 64, 96, 2, True, 1.5)
-    p, _ = to_params({"infotext": text + ", Variation seed: 3, Variation seed strength: 0.3, ENSD: 31337"})
+    ancestral = text.replace("DPM++ 2M", "Euler a")  # ENSD only changes samplers that draw noise after the first
+    p, _ = to_params({"infotext": ancestral + ", Variation seed: 3, Variation seed strength: 0.3, ENSD: 31337"})
     assert (p.subseed, p.subseed_strength, p.eta_noise_seed_delta) == (3, 0.3, 31337)
 
 

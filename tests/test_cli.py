@@ -84,7 +84,8 @@ def test_checkpoint_file_anywhere(tiny_ckpt, tmp_path, capfd, monkeypatch):
     png = Path(out.strip())
     assert png.is_file() and png.resolve().is_relative_to(here / "outputs")
     assert "Model: tiny," in Image.open(png).text["parameters"]
-    assert sorted(p.name for p in here.iterdir()) == [".cache", "outputs"]
+    created = {p.name for p in here.iterdir()}  # .cache only when this process had not hashed the file yet
+    assert "outputs" in created and created <= {".cache", "outputs"}
     assert stat.S_IMODE(png.stat().st_mode) == 0o666 & ~_umask()
 
 

@@ -202,7 +202,7 @@ def test_cells_equal_single_txt2img_runs_and_grid_layout(engine, series, tmp_pat
         single = GenerationParams(prompt=params.prompt, negative_prompt="lowres, bad anatomy", steps=2,
                                   sampler="Euler a", cfg_scale=6.5, seed=1234, width=64, height=64, clip_skip=2)
         # The infotext names the schedule Automatic resolves to (Uniform for Euler a), as A1111 writes it.
-        assert params.replace(schedule="Automatic") == single.replace(extra=params.extra)
+        assert params.replace(schedule="Automatic") == single
         again = engine.generate(single, save=False)
         assert (arr(again.images[0]) == arr(Image.open(cell.path))).all()
     # Epochs differ from each other (the rows are not one LoRA four times).
@@ -214,7 +214,7 @@ def test_cells_equal_single_txt2img_runs_and_grid_layout(engine, series, tmp_pat
         r, k = res.plan.entries.index(c.entry), res.plan.strengths.index(c.strength)
         x0, y0 = grid.width - (2 - k) * 64, grid.height - (2 - r) * 64
         assert (arr(grid.crop((x0, y0, x0 + 64, y0 + 64))) == arr(Image.open(c.path))).all()
-    extra = dict(parse_infotext(read_parameters(grid_path)).params.extra)
+    extra = dict(parse_infotext(read_parameters(grid_path)).ignored)
     assert extra["Script"] == "LoRA epochs" and extra["X Values"] == "0.5, 1"
     assert extra["Y Values"] == "e000001, final"
     # The whole series is planned in epoch order, labelled with the header's epochs and steps.

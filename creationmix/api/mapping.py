@@ -196,23 +196,24 @@ def _float_or_text(v: str):
 
 def _infotext_base(text: str, values: dict, set_fields: set[str], settings: dict) -> GenerationParams:
     """A1111 1.10's `infotext` field: its values fill every request field the request did not set."""
-    from ..infotext import parse_infotext
+    from ..infotext import NOT_USED, parse_infotext
 
     try:
-        parsed = parse_infotext(text).params
+        result = parse_infotext(text)
     except InfotextError as e:
         raise ApiError(422, f"infotext: {e}", field="infotext") from e
-    extra = []
-    for k, v in parsed.extra:
+    # Keys the infotext table applies are in the params already; of the rest, those A1111 maps to request
+    # fields or settings go there (so a value we cannot apply is refused like the request field would be).
+    for k, v in result.ignored.items():
+        if result.reasons.get(k) == NOT_USED:  # e.g. Eta with a sampler that takes none: changes nothing
+            continue
         if k in INFOTEXT_EXTRA_TO_REQUEST:
             field = INFOTEXT_EXTRA_TO_REQUEST[k]
             if field not in set_fields:
                 values[field] = {"True": True, "False": False}.get(v, _float_or_text(v))
         elif k in INFOTEXT_EXTRA_TO_OPTION:
             settings[INFOTEXT_EXTRA_TO_OPTION[k]] = _float_or_text(v)
-        else:
-            extra.append((k, v))
-    return parsed.replace(extra=tuple(extra))
+    return result.params
 
 
 # Options (server settings, GET/POST /sdapi/v1/options, override_settings) that are GenerationParams fields.

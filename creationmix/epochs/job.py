@@ -371,9 +371,7 @@ def grid_infotext(plan: EpochPlan, first_infotext: str) -> str:
         params, meta = parse_infotext(first_infotext)
     except InfotextError:
         return first_infotext + "\n" + ", ".join(f"{k}: {v}" for k, v in keys)
-    names = {k for k, _ in keys}
-    extra = tuple((k, v) for k, v in params.extra if k not in names) + tuple(keys)
-    return format_infotext(params.replace(extra=extra), meta)
+    return format_infotext(params, {**meta, **dict(keys)})  # our own feature keys travel as meta
 
 
 def draw_prompt_grids(plan: EpochPlan, grid: PromptGrid, model: str | None = None) -> None:
