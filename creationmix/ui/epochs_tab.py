@@ -18,18 +18,10 @@ import gradio as gr
 from ..errors import CreationMixError
 from ..jobs import Control
 from .handlers import stream_job
+from .previews_tab import job_text
 
 DEFAULT_STRENGTHS = "0.6, 0.8, 1.0"
 NO_PRESET = "(none: kohya's sampling defaults)"
-
-
-def _progress_text(jp) -> str:
-    text = f"{jp.done}/{jp.total} cells"
-    if jp.label:
-        text += f" — {jp.label}"
-    if jp.event is not None:
-        text += f" (step {jp.event.step}/{jp.event.total})"
-    return text
 
 
 class EpochsTab:
@@ -120,7 +112,7 @@ class EpochsTab:
                 except StopIteration as stop:
                     result = stop.value
                     break
-                yield _progress_text(jp), gr.skip()
+                yield job_text(jp, "cells"), gr.skip()
         except CreationMixError as e:
             raise gr.Error(str(e)) from None
         grids = [self.allow(p) for p in result.grid_paths]
@@ -141,7 +133,7 @@ class EpochsTab:
                 except StopIteration as stop:
                     result = stop.value
                     break
-                yield _progress_text(jp)
+                yield job_text(jp, "cells")
         except CreationMixError as e:
             raise gr.Error(str(e)) from None
         if result.published is None:

@@ -25,8 +25,9 @@ from .icons import icon_classes
 DEFAULT_STRENGTHS = "0, 0.4, 0.6, 0.8, 1.0, 1.2"
 
 
-def job_text(jp) -> str:
-    text = f"{jp.done}/{jp.total} images"
+def job_text(jp, unit: str = "images") -> str:
+    """One progress line for a job over many images: `3/12 images — label (step 4/20)`."""
+    text = f"{jp.done}/{jp.total} {unit}"
     if jp.label:
         text += f" — {jp.label}"
     if jp.event is not None:
