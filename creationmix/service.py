@@ -269,10 +269,14 @@ class Service:
                        preview_name: str = "preview", out_dir: Path | None = None, progress=None,
                        control: Control | None = None):
         from .epochs.service import service_epoch_grid
-        return service_epoch_grid(self, series, prompts_file=prompts_file, prompts_text=prompts_text,
-                                  prompts_format=prompts_format, preset_id=preset_id, strengths=strengths,
-                                  seeds=seeds, epochs=epochs, overrides=overrides, publish=publish, force=force,
-                                  preview_name=preview_name, out_dir=out_dir, progress=progress, control=control)
+        control = control or Control()
+        # Like every other job: waits its turn on the one engine, and the API's progress/interrupt see it.
+        with self.queue.run("epochs", control) as job:
+            return service_epoch_grid(self, series, prompts_file=prompts_file, prompts_text=prompts_text,
+                                      prompts_format=prompts_format, preset_id=preset_id, strengths=strengths,
+                                      seeds=seeds, epochs=epochs, overrides=overrides, publish=publish,
+                                      force=force, preview_name=preview_name, out_dir=out_dir,
+                                      progress=job.relay(progress), control=control)
 
     # -- X/Y/Z plots (the CLI plans them; the UI uses run_strength_sweep) -------------------------------------
     def plot_checks(self) -> dict:
