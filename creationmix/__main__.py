@@ -1,5 +1,7 @@
 import sys
 
-from .cli import main
+from .startup_gc import run_entry  # first: before anything heavy is imported
 
-sys.exit(main())
+from .cli import main  # noqa: E402
+
+sys.exit(run_entry(main))

@@ -257,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run() -> int:
+    """The `creationmix` console script (see startup_gc: no GC during start-up, no heap scan at exit)."""
+    from .startup_gc import run_entry
+    return run_entry(main)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .logs import configure
     try:

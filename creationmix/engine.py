@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from . import __version__, worksize
+from . import __version__, startup_gc, worksize
 from .civitai import civitai_hashes
 from .devices import pick_device, pick_dtype
 from .errors import Interrupted, ModelError, NansError
@@ -153,6 +153,12 @@ class Engine:
         return self.folders.resolve_vae(name)
 
     def load(self, checkpoint: str | None = None, vae: str = "Automatic") -> LoadedModel:
+        try:
+            return self._load(checkpoint, vae)
+        finally:  # a process started without GC (startup_gc.begin) collects normally from its first load on
+            startup_gc.settled()
+
+    def _load(self, checkpoint: str | None, vae: str) -> LoadedModel:
         path = self.checkpoint_path(checkpoint)
         vae_path = self.vae_path(vae)
         key = (str(Path(path).resolve()), str(vae_path) if vae_path else vae)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from creationmix.ui.launcher import main  # noqa: E402
+from creationmix.ui.launcher import main  # noqa: E402  (main, not run: the fake keeps GC as a library user)
 from tests.fake_service import FakeService  # noqa: E402
 
 

@@ -247,7 +247,8 @@ def test_failure_inside_diffusers_deletes_partial_adapter(manager, model, monkey
     def fail(*a, **k):
         raise RuntimeError("simulated failure while loading the text encoder part")
 
-    monkeypatch.setattr(type(model.pipe), "load_lora_into_text_encoder", classmethod(fail))
+    from diffusers.loaders import StableDiffusionLoraLoaderMixin  # what the model's LoRA loader is made of
+    monkeypatch.setattr(StableDiffusionLoraLoaderMixin, "load_lora_into_text_encoder", classmethod(fail))
     with pytest.raises(LoraError, match="simulated failure"):
         manager.activate([LoraRequest("full", 1.0)])  # its UNet part is already in when the text encoder fails
     after = _snapshot(model)
@@ -260,7 +261,8 @@ def test_failure_inside_diffusers_deletes_partial_adapter(manager, model, monkey
 def test_failure_on_second_new_lora_removes_the_first_too(manager, model, monkeypatch):
     manager.activate([LoraRequest("unet_only", 0.6)])
     before = _snapshot(model)
-    real = type(model.pipe).load_lora_weights
+    from diffusers.loaders import StableDiffusionLoraLoaderMixin  # what the model's LoRA loader is made of
+    real = StableDiffusionLoraLoaderMixin.load_lora_weights
     calls = []
 
     def second_fails(self, *a, **k):
@@ -269,7 +271,7 @@ def test_failure_on_second_new_lora_removes_the_first_too(manager, model, monkey
             raise RuntimeError("simulated failure on the second file")
         return real(self, *a, **k)
 
-    monkeypatch.setattr(type(model.pipe), "load_lora_weights", second_fails)
+    monkeypatch.setattr(StableDiffusionLoraLoaderMixin, "load_lora_weights", second_fails)
     with pytest.raises(LoraError, match="second file"):
         manager.activate([LoraRequest("full", 1.0), LoraRequest("other", 1.0)])
     after = _snapshot(model)

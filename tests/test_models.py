@@ -32,7 +32,6 @@ def test_round_trip_every_tensor(tiny_model, comps):
         _assert_same(comps[name], getattr(tiny_model, name), name)
     assert tiny_model.pipe.unet is tiny_model.unet and tiny_model.pipe.vae is tiny_model.vae
     assert tiny_model.pipe.text_encoder is tiny_model.text_encoder and tiny_model.pipe.tokenizer is tiny_model.tokenizer
-    assert tiny_model.pipe.safety_checker is None
 
 
 def test_diffusers_own_from_single_file_reads_our_file(tiny_ckpt, comps):

@@ -45,7 +45,7 @@ def test_wheel_contents(tmp_path):
     assert not any(n.startswith(("tests/", "presets/")) for n in names)  # one copy of the cards, no test code
     meta = next(n for n in names if n.endswith("entry_points.txt"))
     entry = zipfile.ZipFile(wheel).read(meta).decode()
-    assert "creationmix = creationmix.cli:main" in entry
+    assert "creationmix = creationmix.cli:run" in entry and "creationmix-ui = creationmix.ui.launcher:run" in entry
     requires = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert "Requires-Dist: diffusers==" in requires and "Provides-Extra: ray" in requires
 

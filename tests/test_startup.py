@@ -85,3 +85,45 @@ def test_background_warm_up_loads_the_model_and_generate_waits_for_it(folders):
     t.join(60)
     assert svc.model_ready() and res.paths[0].is_file()
     assert svc.engine.model.name == "tiny.safetensors"
+
+
+def test_startup_gc_is_off_until_the_first_model_load_then_collects(folders):
+    """startup_gc: a process entry point starts without the cyclic GC; the engine's first load turns it back on
+    (a failed load too), and code that never called begin() keeps its GC as it was."""
+    import gc
+
+    from creationmix import startup_gc
+    from creationmix.engine import Engine
+
+    gc.collect()  # little garbage to freeze with the test process's heap
+    try:
+        seen = {}
+
+        def main():
+            seen["during"] = gc.isenabled()
+            engine = Engine(folders, device="cpu")
+            try:
+                engine.load("no-such-checkpoint")
+            except Exception:
+                pass
+            seen["after_failed_load"] = gc.isenabled()
+            return 7
+
+        assert startup_gc.run_entry(main) == 7
+        assert seen == {"during": False, "after_failed_load": True} and gc.isenabled()
+        startup_gc.settled()  # without begin(): no change
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
+def test_gradio_is_imported_without_rewriting_its_type_stubs():
+    r = subprocess.run([sys.executable, "-c", "import creationmix.ui, sys\n"
+                        "from creationmix.ui import gradio_import\n"
+                        "import gradio.component_meta as m\n"
+                        "print('SKIPPED', gradio_import.stub_rewrite_skipped(), m.ComponentMeta is not None)"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "GRADIO_ANALYTICS_ENABLED": "False"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "SKIPPED True True" in r.stdout

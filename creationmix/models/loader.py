@@ -1,9 +1,10 @@
 """Load an A1111-style SD 1.5 single-file checkpoint (+ optional external VAE) into a diffusers pipeline, offline.
 
 The file is read once by us (so its problems become precise ModelErrors: garbage, truncated, another
-architecture, missing weights, a VAE that does not fit) and the validated state dict goes through diffusers'
-own single-file converters, component by component, with configs from a local folder: the checkpoint's
-`<stem>.config/` sidecar when present, else the shipped SD 1.5 configs. Nothing is ever downloaded.
+architecture, missing weights, a VAE that does not fit); the validated tensors are renamed by ldm_convert's table
+(the exact inverse of diffusers' single-file converters) straight into empty models built from a local config
+folder: the checkpoint's `<stem>.config/` sidecar when present, else the shipped SD 1.5 configs. Nothing is ever
+downloaded, and no diffusers pipeline or single-file loader runs (a model is built once, not twice).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ _OLD_CLIP_PREFIXES = {
 
 @dataclass
 class LoadedModel:
-    pipe: object  # diffusers StableDiffusionPipeline; its components are the ones used for generation
+    pipe: object  # modules.SDModules: these components plus diffusers' LoRA loader over them
     unet: object
     vae: object
     text_encoder: object
@@ -200,16 +201,32 @@ def _sub(config_dir: Path, name: str) -> Path:
     return p if p.is_dir() else SHIPPED_CONFIG / name
 
 
-def _meta_models(config_dir: Path):
-    from accelerate import init_empty_weights
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+def _meta_models(config_dir: Path, parts: tuple[str, ...] = ("unet", "vae", "text_encoder")):
+    """Empty (meta-device) models of `config_dir`'s configs; the loader fills them with `load_state_dict(assign=)`.
 
+    Buffers are real (accelerate's default), so CLIP's `position_ids` need no weights from the file."""
+    from accelerate import init_empty_weights
+
+    built = {}
     with init_empty_weights():
-        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(_sub(config_dir, "unet")))
-        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(_sub(config_dir, "vae")))
-        te = CLIPTextModel(CLIPTextConfig.from_pretrained(_sub(config_dir, "text_encoder")))
-    return unet, vae, te
+        if "unet" in parts:
+            from diffusers import UNet2DConditionModel
+            built["unet"] = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(_sub(config_dir, "unet")))
+        if "vae" in parts:
+            from diffusers import AutoencoderKL
+            built["vae"] = AutoencoderKL.from_config(AutoencoderKL.load_config(_sub(config_dir, "vae")))
+        if "text_encoder" in parts:
+            from transformers import CLIPTextConfig, CLIPTextModel
+            built["text_encoder"] = CLIPTextModel(CLIPTextConfig.from_pretrained(_sub(config_dir, "text_encoder")))
+    return tuple(built.get(n) for n in ("unet", "vae", "text_encoder"))
+
+
+def _fill(model, weights: dict):
+    """Put the converted weights into an empty model: every key exactly once, shapes as the model has them
+    (LDM's 1x1-conv attention weights become the linears diffusers uses)."""
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    model.load_state_dict({k: weights[k].reshape(s) for k, s in shapes.items()}, strict=True, assign=True)
+    return model
 
 
 def _squeezed(shape) -> tuple:
@@ -265,12 +282,13 @@ def find_sidecar_vae(ckpt_path) -> Path | None:
 
 
 _OLD_DIFFUSERS_VAE_ATTN = {".query.": ".to_q.", ".key.": ".to_k.", ".value.": ".to_v.", ".proj_attn.": ".to_out.0."}
+_LDM_VAE_PREFIXES = ("first_stage_model.", "vae.")  # as diffusers' convert_ldm_vae_checkpoint: the last found wins
 
 
-def _vae_to_diffusers(sd: dict, vae_config) -> dict:
-    """LDM (optionally `first_stage_model.`/`vae.`-prefixed) or diffusers-layout VAE weights -> diffusers keys."""
-    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+def _vae_to_diffusers(sd: dict, meta_vae) -> dict:
+    """LDM (optionally `first_stage_model.`/`vae.`-prefixed) or diffusers-layout VAE weights -> diffusers keys.
 
+    LDM names come from ldm_convert's table (the inverse of diffusers' own converter, checked in the tests)."""
     if any(".down_blocks." in k or ".up_blocks." in k for k in sd):
         out = {}
         for k, v in sd.items():
@@ -279,16 +297,23 @@ def _vae_to_diffusers(sd: dict, vae_config) -> dict:
                     k = k.replace(old, new)
             out[k] = v
         return out
-    return convert_ldm_vae_checkpoint(sd, dict(vae_config))
+    prefix = ""
+    for p in _LDM_VAE_PREFIXES:
+        if any(k.startswith(p) for k in sd):
+            prefix = p
+    out = {}
+    for k in meta_vae.state_dict():
+        ldm = prefix + vae_key_to_ldm(k, meta_vae.config)
+        if ldm in sd:
+            out[k] = sd[ldm]
+    return out
 
 
 def _build_vae(vae_sd: dict, config_dir: Path, meta_vae, dtype, *, external: str | None, ckpt_name: str = ""):
-    """AutoencoderKL from VAE weights; `external` is the VAE file's name (None: the checkpoint's own VAE)."""
-    from diffusers import AutoencoderKL
-
+    """`meta_vae` filled with VAE weights; `external` is the VAE file's name (None: the checkpoint's own VAE)."""
     if external is not None:
         check_float_weights(vae_sd, f"VAE {external}")
-    conv = _vae_to_diffusers(vae_sd, meta_vae.config)
+    conv = _vae_to_diffusers(vae_sd, meta_vae)
     expected = {k: v.shape for k, v in meta_vae.state_dict().items()}
     problem = None if any(k in conv for k in expected) else "it holds no VAE weights of this layout"
     show = (lambda k: k) if external is not None else (lambda k: VAE_PREFIX + vae_key_to_ldm(k, meta_vae.config))
@@ -297,15 +322,13 @@ def _build_vae(vae_sd: dict, config_dir: Path, meta_vae, dtype, *, external: str
         if external is not None:
             raise ModelError(f"VAE {external} does not fit: {problem} ({_where(config_dir)})")
         raise ModelError(f"checkpoint {ckpt_name} has an unusable VAE: {problem} ({_where(config_dir)})")
-    conv = {k: conv[k].reshape(expected[k]) for k in expected}
-    return AutoencoderKL.from_single_file(conv, config=str(_sub(config_dir, "vae").parent), subfolder="vae",
-                                          local_files_only=True, torch_dtype=dtype)
+    return _fill(meta_vae, conv)
 
 
 def load_vae_file(vae_path, *, config_dir=SHIPPED_CONFIG, device="cpu", dtype=torch.float32):
     """An external VAE file (LDM or diffusers layout) as an AutoencoderKL that fits `config_dir`'s model."""
     vae_path = Path(vae_path)
-    _, meta_vae, _ = _meta_models(Path(config_dir))
+    _, meta_vae, _ = _meta_models(Path(config_dir), ("vae",))
     sd = read_state_dict(vae_path, "VAE")
     vae = _build_vae(sd, Path(config_dir), meta_vae, dtype, external=vae_path.name)
     return _finish(vae, device, dtype)
@@ -333,9 +356,10 @@ def load_checkpoint(path, *, vae_path=None, device="cpu", dtype=torch.float32, a
     VAE choice: `vae_path` if given; else, with `auto_vae` (A1111's "Automatic"), `<stem>.vae.*` beside the
     checkpoint; else the checkpoint's own VAE; a checkpoint without one falls back to the sidecar, else fails.
     `cache_dir`: where hashes are cached (`<data_dir>/.cache`). `config_dir` overrides the config lookup."""
-    from diffusers import PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTokenizer
+
+    from .ldm_convert import unet_key_to_ldm
+    from .modules import SDModules
 
     path = Path(path)
     device = torch.device(device)
@@ -375,24 +399,17 @@ def load_checkpoint(path, *, vae_path=None, device="cpu", dtype=torch.float32, a
     else:
         vae = _build_vae(own_vae, cfg, meta_vae, dtype, external=None, ckpt_name=path.name)
     del own_vae
-    unet_sd = {k: v for k, v in sd.items() if k.startswith(UNET_PREFIX)}
-    unet = UNet2DConditionModel.from_single_file(unet_sd, config=str(_sub(cfg, "unet").parent), subfolder="unet",
-                                                 local_files_only=True, torch_dtype=dtype)
-    del unet_sd
-    te_sd = {k: v for k, v in sd.items() if k in exp_te}
-    text_encoder = create_diffusers_clip_model_from_ldm(CLIPTextModel, te_sd, subfolder="text_encoder",
-                                                        config=str(_sub(cfg, "text_encoder").parent),
-                                                        torch_dtype=dtype, local_files_only=True)
-    del te_sd, sd
+    # The weights go straight into the empty models under their diffusers names (no second model build, no
+    # from_single_file: the same tensors, checked against diffusers' own loader in the tests).
+    unet = _fill(meta_unet, {k: sd[UNET_PREFIX + unet_key_to_ldm(k, meta_unet.config)]
+                             for k in meta_unet.state_dict()})
+    text_encoder = _fill(meta_te, {k: sd[CLIP_PREFIX + k.removeprefix("text_model.")] for k in meta_te.state_dict()})
+    del sd
     tokenizer = CLIPTokenizer.from_pretrained(_sub(cfg, "tokenizer"), local_files_only=True)
-    scheduler = PNDMScheduler.from_pretrained(_sub(cfg, "scheduler"), local_files_only=True)
 
     for m in (unet, vae, text_encoder):
         _finish(m, device, dtype)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = SDModules(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer)
     return LoadedModel(
         pipe=pipe, unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
         path=path, name=path.name, model_hash=hashing.model_hash(path, cache_dir),

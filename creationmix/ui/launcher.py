@@ -139,6 +139,12 @@ def try_share(blocks, host: str, port: int) -> str | None:
     return url
 
 
+def run() -> int:
+    """The `creationmix-ui` console script and app.py (see startup_gc: no GC during start-up)."""
+    from ..startup_gc import run_entry
+    return run_entry(main)
+
+
 def main(argv: list[str] | None = None, service_factory=None) -> int:
     """`service_factory(args)` replaces the real service (the browser tests' fake lives in tests/)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
