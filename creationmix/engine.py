@@ -207,6 +207,20 @@ class Engine:
     def ready(self) -> bool:
         return self.model is not None
 
+    def prefetch_loras(self, params: GenerationParams | None) -> int:
+        """A job's next request: start reading its LoRA files in the background (LoraManager.prefetch) while
+        the current one samples. Nothing is loaded into the model; without a loaded model it does nothing."""
+        if params is None or self.loras is None:
+            return 0
+        requests = extract_lora_tags(params.prompt)[1] + extract_lora_tags(params.negative_prompt)[1]
+        if params.enable_hires and params.hires_prompt:
+            requests += extract_lora_tags(params.hires_prompt)[1]
+        try:
+            return self.loras.prefetch(requests)
+        except Exception as e:  # noqa: BLE001  (a hint for later, never a reason to fail this image)
+            log.debug("LoRA prefetch: %s", e)
+            return 0
+
     # -- generation ----------------------------------------------------------------------------------------
     def generate(self, params: GenerationParams, *, progress: Callable[[ProgressEvent], None] | None = None,
                  control: Control | None = None, save: bool = True, preview_every: int = 0,

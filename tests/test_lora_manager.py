@@ -301,3 +301,30 @@ def test_lora_hashes_for_infotext(manager):
     manager.activate([LoraRequest("full", 1.0), LoraRequest("te_only", 0.5)])
     text = manager.lora_hashes()
     assert text.startswith("full: ") and ", te_only: " in text and len(text.split(": ")[1].split(",")[0]) == 12
+
+
+def test_prefetch_reads_in_the_background_and_activate_uses_it(manager, model):
+    """The next LoRA of a job is read and checked off-thread; activating it then loads the same weights as a
+    plain activate (no second file read), and a prefetch never changes the pipeline by itself."""
+    before = _snapshot(model)
+    assert manager.prefetch([LoraRequest("full", 1.0), LoraRequest("no_such_lora", 1.0)]) == 1
+    assert manager.prefetch([LoraRequest("full", 1.0)]) == 0  # already on its way
+    assert _snapshot(model)[2] == before[2] and manager.cached == [] and manager.load_count == 0
+    manager.activate([LoraRequest("full", 0.7)])
+    assert manager.prefetch_hits == 1 and manager.load_count == 1
+    via_prefetch = _snapshot(model)
+    manager.unload_all()
+    manager.activate([LoraRequest("full", 0.7)])  # read on this thread
+    assert manager.prefetch_hits == 1
+    direct = _snapshot(model)
+    assert torch.equal(via_prefetch[0], direct[0]) and torch.equal(via_prefetch[1], direct[1])
+    assert manager.prefetch([LoraRequest("full", 1.0)]) == 0  # loaded: nothing to read
+
+
+def test_prefetch_of_a_broken_file_is_reported_by_activate(manager, loras, tmp_path):
+    truncate(write_lora(tmp_path / "Lora" / "cut.safetensors", loras["other"]), 0.7)  # header fine, data cut
+    manager.library.refresh()
+    manager.prefetch([LoraRequest("cut", 1.0)])
+    with pytest.raises(LoraError, match="truncated"):
+        manager.activate([LoraRequest("cut", 1.0)])
+    assert manager.prefetch_hits == 0 and manager.active == [] and manager.load_count == 0

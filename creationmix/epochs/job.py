@@ -296,7 +296,7 @@ def run_epoch_grid(engine, plan: EpochPlan, *, progress: Callable[[JobProgress],
             progress(JobProgress(done, total, ev, label=label))
 
     made: dict[GenerationParams, EpochCell] = {}  # strength 0 is one image for every epoch
-    for cell in order:
+    for i, cell in enumerate(order):
         label = f"{cell.entry.label if cell.strength else 'base model'} @ {format_weight(cell.strength)}"
         if cell.path.is_file() and _load_existing(cell):
             cell.status = "skipped"
@@ -311,6 +311,8 @@ def run_epoch_grid(engine, plan: EpochPlan, *, progress: Callable[[JobProgress],
             try:
                 if cell.entry.info.error:
                     raise LoraError(cell.entry.info.error)
+                if hasattr(engine, "prefetch_loras"):  # the next epoch's file is read while this one samples
+                    engine.prefetch_loras(order[i + 1].params if i + 1 < len(order) else None)
                 res = engine.generate(cell.params, save=False, progress=relay, control=control)
             except (KeyboardInterrupt, Interrupted):
                 result.interrupted = True

@@ -8,13 +8,18 @@ to no LoRA), adapter weights stay frozen (set_adapters turns requires_grad on), 
 rewrites the per-layer scales (well under a millisecond instead of re-walking every module).
 
 Adapters stay loaded after use (LRU, `max_cached`), so switching back to a LoRA or changing its strength never
-reads the file again (`load_count` counts file loads). `fuse` mode is not supported yet.
+reads the file again (`load_count` counts file loads). `prefetch` reads and checks the next LoRAs of a job (file
+bytes, header, NaN check, key mapping, AutoV3 hash) on a background thread while the current image samples; the
+injection itself stays on the caller's thread, between images, because peft rewires the very modules the UNet is
+running. `fuse` mode is not supported yet.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +102,10 @@ class LoraManager:
         self._membership: tuple | None = None  # which adapters are on in which component, as last applied
         self._scale_plan: list | None = None  # (layer, component, adapters on) for a strength change
         self._te_key: tuple = ()
+        self._prefetched: dict[tuple, Future] = {}  # file key -> ConvertedLora being read in the background
+        self._pool: ThreadPoolExecutor | None = None
+        self._table_lock = threading.Lock()
+        self.prefetch_hits = 0  # activate() calls that found a file already read (what the bench reports)
 
     # -- public -------------------------------------------------------------------------------------------
     def activate(self, requests: list[LoraRequest]) -> list[ActiveLora]:
@@ -119,7 +128,7 @@ class LoraManager:
         new: dict[tuple, tuple[LoraInfo, ConvertedLora]] = {}
         for req, info, _, _, key in plan:
             if key not in self._cache and key not in new:
-                new[key] = (info, self._read(info))
+                new[key] = (info, self._take_prefetched(key) or self._read(info))
 
         loaded_now: list[str] = []
         try:
@@ -163,6 +172,44 @@ class LoraManager:
         self.active = []
         self._set_te_key((), force=had_te)
 
+    def prefetch(self, requests: list[LoraRequest]) -> int:
+        """Start reading these LoRAs (those not loaded yet) on a background thread; activate() picks them up.
+        Nothing here changes the pipeline, and a file that fails is simply read again, and reported, by
+        activate(). Returns how many reads were started."""
+        started = 0
+        self._target_table()  # built on this thread: it walks the live modules
+        for req in requests:
+            try:
+                info = self.library.resolve(req.name)
+                key = self._file_key(info)
+            except LoraError:
+                continue
+            if info.error or key in self._cache or key in self._prefetched:
+                continue
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lora-prefetch")
+            self._prefetched[key] = self._pool.submit(self._read_and_hash, info)
+            started += 1
+        for stale in list(self._prefetched)[:-self.max_cached]:  # a job that changed course: drop the oldest
+            self._prefetched.pop(stale).cancel()
+        return started
+
+    def _read_and_hash(self, info: LoraInfo) -> ConvertedLora:
+        conv = self._read(info)
+        _ = info.hash  # the infotext's "Lora hashes" needs it; hashing.py caches it on disk
+        return conv
+
+    def _take_prefetched(self, key: tuple) -> ConvertedLora | None:
+        fut = self._prefetched.pop(key, None)
+        if fut is None or fut.cancelled():
+            return None
+        try:
+            conv = fut.result()
+        except Exception:  # read it again on this thread: the error is then reported as usual
+            return None
+        self.prefetch_hits += 1
+        return conv
+
     @property
     def cached(self) -> list[str]:
         """Names of the LoRAs loaded in the pipeline, least recently used first."""
@@ -198,9 +245,11 @@ class LoraManager:
         return (str(p), st.st_size, st.st_mtime_ns)
 
     def _target_table(self) -> TargetTable:
-        if self._table is None:
-            self._table = TargetTable.build(getattr(self.pipe, "unet", None), getattr(self.pipe, "text_encoder", None))
-        return self._table
+        with self._table_lock:
+            if self._table is None:
+                self._table = TargetTable.build(getattr(self.pipe, "unet", None),
+                                                getattr(self.pipe, "text_encoder", None))
+            return self._table
 
     def _read(self, info: LoraInfo) -> ConvertedLora:
         sd, _meta = load_lora_file(info.path, info.name)

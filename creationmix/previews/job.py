@@ -292,7 +292,8 @@ class LocalRenderer:
         return self.engine.lora_library
 
     def render(self, tasks, *, relay, control: Control):
-        for task in tasks:
+        tasks = list(tasks)
+        for i, task in enumerate(tasks):
             if control.interrupted.is_set():
                 yield task, STOP
                 return
@@ -301,6 +302,9 @@ class LocalRenderer:
                 if task.info.error:
                     from ..errors import LoraError
                     raise LoraError(task.info.error)
+                # The next LoRA's file is read and checked while this one samples (see LoraManager.prefetch).
+                if hasattr(self.engine, "prefetch_loras"):
+                    self.engine.prefetch_loras(tasks[i + 1].params if i + 1 < len(tasks) else None)
                 res = self.engine.generate(task.params, save=False, control=control,
                                            progress=lambda ev, label=task.info.name: relay(ev, label))
             except (KeyboardInterrupt, Interrupted):

@@ -92,21 +92,23 @@ def get_learned_conditioning_prompt_schedules(prompts: list[str], base_steps: in
     else:
         int_offset, flt_offset, steps = base_steps, 1.0, hires_steps
 
-    def schedule(prompt: str) -> list[list]:
-        try:
-            tree = _parser().parse(prompt)
-        except lark.exceptions.LarkError:
-            return [[steps, prompt]]
-        ends, whens = _collect(tree, steps, int_offset, flt_offset, use_old_scheduling)
-        return [[end, _render(tree, end, whens)] for end in ends]
-
-    cache: dict[str, list[list]] = {}
     out = []
     for prompt in prompts:
-        if prompt not in cache:
-            cache[prompt] = schedule(prompt)
-        out.append([list(entry) for entry in cache[prompt]])
+        entries = _schedule(prompt, steps, int_offset, flt_offset, use_old_scheduling)
+        out.append([list(entry) for entry in entries])
     return out
+
+
+@lru_cache(maxsize=256)
+def _schedule(prompt: str, steps: int, int_offset: int, flt_offset: float, old: bool) -> tuple[tuple, ...]:
+    # A pure function of its arguments, and lark's Earley parse of a long card prompt costs ~50-100 ms on 2 CPU
+    # cores: a sweep or a previews job asks for the same text (LoRA tags stripped) once per image.
+    try:
+        tree = _parser().parse(prompt)
+    except lark.exceptions.LarkError:
+        return ((steps, prompt),)
+    ends, whens = _collect(tree, steps, int_offset, flt_offset, old)
+    return tuple((end, _render(tree, end, whens)) for end in ends)
 
 
 _AND = re.compile(r"\bAND\b")

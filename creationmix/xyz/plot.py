@@ -322,11 +322,13 @@ def run_plot(engine, plan: PlotPlan, *, outputs_dir: Path | None = None, save: b
 
     if progress is not None:
         progress(JobProgress(0, total))
-    for run in plan.runs:
+    for i, run in enumerate(plan.runs):
         if control.interrupted.is_set():
             result.interrupted = True
             break
         try:
+            if hasattr(engine, "prefetch_loras"):  # the next run's LoRA files are read while this one samples
+                engine.prefetch_loras(plan.runs[i + 1].params if i + 1 < len(plan.runs) else None)
             res = engine.generate(run.params, save=False, progress=relay, control=control)
         except KeyboardInterrupt:
             result.interrupted = True
