@@ -280,11 +280,15 @@ def test_closing_the_page_interrupts_the_worker(service):
 
 
 def test_api_generate_named_args(studio, service):
-    out = studio.api_generate(prompt="api cat", steps=3, width=128, height=128, seed=77)
+    import asyncio
+
+    out = asyncio.run(studio.api_generate(prompt="api cat", steps=3, width=128, height=128, seed=77))
     assert out["seeds"] == [77] and Path(out["images"][0]).is_file()
     assert out["infotexts"][0].startswith("api cat")
     with pytest.raises(gr.Error, match="width"):
-        studio.api_generate(prompt="x", width=100)
+        asyncio.run(studio.api_generate(prompt="x", width=100))
+    with pytest.raises(gr.Error, match="steps must be an integer, got str"):
+        asyncio.run(studio.api_generate(prompt="x", steps="3"))
 
 
 def test_seed_buttons(studio):

@@ -27,6 +27,15 @@ from .icons import icon_classes, icon_css
 from .seed_extra import build_seed_extra
 from .settings_tab import SettingsTab, load_defaults
 
+# What /generate's JSON values must be (gradio passes them through untyped): "64" is not a width.
+API_GENERATE_TYPES = {"prompt": str, "negative_prompt": str, "steps": int, "sampler": str, "schedule": str,
+                      "cfg_scale": float, "seed": int, "width": int, "height": int, "batch_size": int,
+                      "batch_count": int, "clip_skip": int, "enable_hires": bool, "hires_scale": float,
+                      "hires_resize_x": int, "hires_resize_y": int, "hires_steps": int, "hires_upscaler": str,
+                      "hires_sampler": str, "hires_prompt": str, "hires_negative_prompt": str,
+                      "denoising_strength": float, "rng": str, "emphasis": str, "prompt_syntax": str,
+                      "checkpoint": str, "vae": str}
+
 MAX_LORA_SLIDERS = 8
 log = logging.getLogger("creationmix.ui")
 PREVIEW_EVERY_S = 0.4  # previews are streamed at most this often
@@ -517,20 +526,27 @@ class Studio:
         if c := self._control(request):
             c.skip()
 
-    def api_generate(self, prompt: str, negative_prompt: str = "", steps: int = 20, sampler: str = "DPM++ 2M",
-                     schedule: str = "Automatic", cfg_scale: float = 7.0, seed: int = -1, width: int = 512,
-                     height: int = 512, batch_size: int = 1, batch_count: int = 1, clip_skip: int = 1,
-                     enable_hires: bool = False, hires_scale: float = 2.0, hires_resize_x: int = 0,
-                     hires_resize_y: int = 0, hires_steps: int = 0, hires_upscaler: str = "Latent",
-                     hires_sampler: str = "", hires_prompt: str = "", hires_negative_prompt: str = "",
-                     denoising_strength: float = 0.7, rng: str = "GPU", emphasis: str = "Original",
-                     prompt_syntax: str = "A1111", checkpoint: str = "", vae: str = "Automatic") -> dict:
+    async def api_generate(self, prompt: str, negative_prompt: str = "", steps: int = 20, sampler: str = "DPM++ 2M",
+                           schedule: str = "Automatic", cfg_scale: float = 7.0, seed: int = -1, width: int = 512,
+                           height: int = 512, batch_size: int = 1, batch_count: int = 1, clip_skip: int = 1,
+                           enable_hires: bool = False, hires_scale: float = 2.0, hires_resize_x: int = 0,
+                           hires_resize_y: int = 0, hires_steps: int = 0, hires_upscaler: str = "Latent",
+                           hires_sampler: str = "", hires_prompt: str = "", hires_negative_prompt: str = "",
+                           denoising_strength: float = 0.7, rng: str = "GPU", emphasis: str = "Original",
+                           prompt_syntax: str = "A1111", checkpoint: str = "", vae: str = "Automatic") -> dict:
         """txt2img with A1111 parameter names. Returns {"images": [PNG paths on the server], "seeds": [...],
-        "infotexts": [...], "warnings": [...], "interrupted": bool}."""
+        "infotexts": [...], "warnings": [...], "interrupted": bool}. A cancelled call (gradio_client's
+        `Job.cancel()`) interrupts the run at its next step."""
         values = {k: v for k, v in locals().items() if k in FIELD_NAMES}
-        params = h.build_params(values)
         with h.user_errors():
-            result = self.service.generate(params, progress=None, control=Control())
+            h.check_api_types(values, API_GENERATE_TYPES)
+        params = h.build_params(values)
+        control = Control()
+        return await h.run_cancellable(lambda: self._api_result(params, control), control)
+
+    def _api_result(self, params, control: Control) -> dict:
+        with h.user_errors():
+            result = self.service.generate(params, progress=None, control=control)
         return {"images": [str(p) for p in result.paths], "seeds": list(result.seeds),
                 "infotexts": list(result.infotexts), "warnings": list(result.warnings),
                 "interrupted": result.interrupted}

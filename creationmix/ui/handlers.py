@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import gradio as gr
 
-from ..errors import CreationMixError
+from ..errors import CreationMixError, InvalidParameter
 from ..params import GenerationParams
 from ..jobs import Control, GenerationResult, ProgressEvent
 from ..service_api import LoraCard, PresetCard, ServiceAPI
@@ -39,6 +39,39 @@ def user_errors() -> Iterator[None]:
     except Exception as e:  # the page must survive a bug: say so and keep serving
         log.exception("unexpected error in the UI")
         raise gr.Error(f"Unexpected error ({type(e).__name__}: {e}); see the server log.") from e
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def check_api_types(values: Mapping[str, Any], types: Mapping[str, type]) -> None:
+    """JSON types as declared: a number sent as a string ("64") or a bool as a number is refused, not coerced.
+    An int is a fine float; None stands for "the default" only where the field allows it (left to the params)."""
+    for name, want in types.items():
+        if name not in values or values[name] is None:
+            continue
+        v = values[name]
+        ok = (isinstance(v, bool) if want is bool else
+              isinstance(v, (int, float)) and not isinstance(v, bool) if want is float else
+              isinstance(v, int) and not isinstance(v, bool) if want is int else isinstance(v, want))
+        if not ok:
+            raise InvalidParameter(f"{name} must be {_TYPE_WORDS[want]}, got {type(v).__name__} {v!r:.40}")
+
+
+async def run_cancellable(fn, control: Control):
+    """Run the blocking `fn` on a worker thread; if the awaiting request is cancelled (gradio's /cancel, a
+    client's Job.cancel()), interrupt it through `control` so it stops at the next step instead of finishing
+    (and saving) unseen while the queue waits."""
+    import asyncio
+
+    task = asyncio.get_running_loop().run_in_executor(None, fn)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        control.interrupt()
+        with contextlib.suppress(BaseException):  # hold the one-at-a-time slot until the run has stopped
+            await asyncio.shield(task)
+        raise
 
 
 def build_params(values: Mapping[str, Any]) -> GenerationParams:

@@ -170,14 +170,16 @@ def main(argv: list[str] | None = None, service_factory=None) -> int:
     from starlette.middleware import Middleware
 
     from .app import CSS, HEAD, build_ui
+    from .auth_gate import AuthGateMiddleware, GateState
     from .login import LoginScriptMiddleware
 
     from .settings_tab import SETTINGS_FILE
 
     blocks, studio = build_ui(service, settings_path=Path(args.data_dir, SETTINGS_FILE))
     app_kwargs = {"docs_url": "/docs"} if args.api else {}
+    gate = GateState()
     if args.auth_pairs:
-        app_kwargs["middleware"] = [Middleware(LoginScriptMiddleware)]
+        app_kwargs["middleware"] = [Middleware(AuthGateMiddleware, state=gate), Middleware(LoginScriptMiddleware)]
     blocks.queue(max_size=args.max_queue, default_concurrency_limit=1)
     outputs = Path(args.data_dir, "outputs").resolve()
     outputs.mkdir(parents=True, exist_ok=True)
@@ -186,9 +188,12 @@ def main(argv: list[str] | None = None, service_factory=None) -> int:
                   allowed_paths=[str(outputs), *studio.allowed_paths], share=False, prevent_thread_lock=True,
                   show_error=True, ssr_mode=False, quiet=True, css=CSS, head=HEAD,
                   app_kwargs=app_kwargs)
+    gate.armed = True  # launch's own startup-events call is done: from now on every route is checked
     if args.api:
         from ..api.server import mount
-        mount(blocks.server_app, service, credentials=args.api_auth_pairs or None, cmd_flags=cmd_flags(args))
+        # Behind a login the API is too: its own --api-auth, else the --auth credentials (HTTP Basic).
+        mount(blocks.server_app, service, credentials=args.api_auth_pairs or args.auth_pairs or None,
+              cmd_flags=cmd_flags(args))
     print(f"CreationMix running on http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
           + (" (listening on all interfaces)" if args.listen else ""), flush=True)
     if hasattr(service, "warm_up_in_background"):  # the page is up: now pay for torch and the model
