@@ -9,6 +9,7 @@ import json
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -372,3 +373,18 @@ def test_previews_job(client, data_dir):
     assert [o["status"] for o in job["result"]["outcomes"]] == ["done"]
     assert (lora_dir / "style_a.preview.png").is_file()
     assert client.get("/creationmix/v1/jobs/nope").status_code == 404
+
+
+def test_work_size_guard_and_typed_values_through_the_api(client, data_dir, monkeypatch):
+    """Issue 14: a request too big for the device is refused before any allocation with the estimate and what
+    fits; a width sent as a string is a 422 naming the field, not a coerced 64."""
+    before = sorted((Path(data_dir) / "outputs").rglob("*.png"))
+    from creationmix import worksize
+    monkeypatch.setattr(worksize, "free_bytes", lambda device: 2 * 1024 ** 3)
+    r = client.post("/sdapi/v1/txt2img", json={"prompt": "a", "steps": 1, "width": 4096, "height": 4096,
+                                               "batch_size": 8})
+    assert 400 <= r.status_code < 500, r.text
+    assert "4096x4096 x batch 8 needs at least" in r.text and "is free" in r.text
+    r = client.post("/sdapi/v1/txt2img", json={"prompt": "a", "steps": 1, "width": "64", "height": 64})
+    assert r.status_code == 422 and "width" in r.text
+    assert sorted((Path(data_dir) / "outputs").rglob("*.png")) == before
