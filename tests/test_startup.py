@@ -63,6 +63,8 @@ from creationmix.ui.app import build_ui
 build_ui(svc)
 heavy = sorted(m for m in ("torch", "diffusers", "transformers", "torch._dynamo") if m in sys.modules)
 print("HEAVY", heavy)
+from creationmix.ui import gradio_import
+print("STUBS SKIPPED", gradio_import.stub_rewrite_skipped())
 """
 
 
@@ -72,6 +74,7 @@ def test_light_commands_demo_build_and_ui_page_import_no_torch(tmp_path):
                        timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "HEAVY []" in r.stdout, r.stdout[-2000:]
+    assert "STUBS SKIPPED True" in r.stdout  # gradio came in without its per-launch .pyi rewrite (gradio_import)
 
 
 def test_background_warm_up_loads_the_model_and_generate_waits_for_it(folders):
@@ -117,13 +120,3 @@ def test_startup_gc_is_off_until_the_first_model_load_then_collects(folders):
         gc.enable()
         gc.unfreeze()
 
-
-def test_gradio_is_imported_without_rewriting_its_type_stubs():
-    r = subprocess.run([sys.executable, "-c", "import creationmix.ui, sys\n"
-                        "from creationmix.ui import gradio_import\n"
-                        "import gradio.component_meta as m\n"
-                        "print('SKIPPED', gradio_import.stub_rewrite_skipped(), m.ComponentMeta is not None)"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300,
-                       env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "GRADIO_ANALYTICS_ENABLED": "False"})
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "SKIPPED True True" in r.stdout
