@@ -121,6 +121,13 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from creationmix.models.tiny import config_dir_for, write_tiny_checkpoint
 
+    # pip byte-compiles what it installs (diffusers, torch ...); a source checkout gets its .pyc files on the
+    # first run, unless PYTHONDONTWRITEBYTECODE is set (it is on some CI/dev machines). Compile ours once so
+    # both sides start from bytecode, as on a user's machine after the first launch.
+    import compileall
+    compileall.compile_dir(str(ROOT / "creationmix"), quiet=1)
+    print(f"creationmix byte-compiled (PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r})")
+
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = tmp / "data"
