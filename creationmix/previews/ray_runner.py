@@ -86,6 +86,11 @@ class PreviewWorker:
     def __init__(self, options, worker_id: str, bundle: dict[str, bytes] | None = None, torch_threads: int = 0):
         import dataclasses
 
+        from .. import startup_gc
+        # A fresh worker process: its torch/diffusers imports run without the cyclic GC, which the engine turns
+        # back on when its first model load (the first render) ends, as in the CLI.
+        startup_gc.begin()
+
         from ..compose import build_service
         self.id = worker_id
         private = Path(tempfile.mkdtemp(prefix="creationmix-worker-"))
