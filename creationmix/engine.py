@@ -212,11 +212,8 @@ class Engine:
         the current one samples. Nothing is loaded into the model; without a loaded model it does nothing."""
         if params is None or self.loras is None:
             return 0
-        requests = extract_lora_tags(params.prompt)[1] + extract_lora_tags(params.negative_prompt)[1]
-        if params.enable_hires and params.hires_prompt:
-            requests += extract_lora_tags(params.hires_prompt)[1]
         try:
-            return self.loras.prefetch(requests)
+            return self.loras.prefetch(self._lora_requests(params)[2])
         except Exception as e:  # noqa: BLE001  (a hint for later, never a reason to fail this image)
             log.debug("LoRA prefetch: %s", e)
             return 0
@@ -317,12 +314,19 @@ class Engine:
     def _strip_tags(self, text: str) -> str:
         return extract_lora_tags(text)[0]
 
-    def _apply_loras(self, params: GenerationParams) -> tuple[str, str, str]:
+    @staticmethod
+    def _lora_requests(params: GenerationParams) -> tuple[str, str, list]:
+        """Prompt and negative without their tags, and every LoRA the request uses (prompt, hires prompt,
+        negative: the order activate() resolves duplicates in)."""
         prompt, requests = extract_lora_tags(params.prompt)
         negative, neg_requests = extract_lora_tags(params.negative_prompt)
         if params.enable_hires and params.hires_prompt:
             requests = requests + extract_lora_tags(params.hires_prompt)[1]
-        self.loras.activate(requests + neg_requests)
+        return prompt, negative, requests + neg_requests
+
+    def _apply_loras(self, params: GenerationParams) -> tuple[str, str, str]:
+        prompt, negative, requests = self._lora_requests(params)
+        self.loras.activate(requests)
         if self.loras.te_changed:
             # Adapter names are never reused, so (adapter, weight) pairs identify the encoder's weights exactly.
             self.encoder.set_te_state(self.loras.te_key)
