@@ -1,6 +1,6 @@
-"""LoRA library, A1111 `<lora:...>` tags and applying LoRAs through diffusers/peft adapters.
+"""LoRA library, A1111 `<lora:...>` tags and applying LoRAs (forward hooks, apply.py).
 
-tags and library are torch-free at import (the UI uses them); formats and manager import torch.
+tags and library are torch-free at import (the UI uses them); formats, apply and manager import torch.
 """
 from .library import LoraInfo, LoraLibrary, read_safetensors_header
 from .tags import (LoraRequest, extract_lora_tags, extract_prompt_loras, list_lora_weights, merge_requests,

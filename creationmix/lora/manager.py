@@ -1,46 +1,41 @@
-"""Applying LoRAs to a loaded pipeline as peft adapters (never fused: the checkpoint weights are not touched).
+"""Applying LoRAs to a loaded checkpoint: which LoRAs are on, at what strength, cached between generations.
 
-Loading goes through diffusers (`pipe.load_lora_weights` with a state dict already validated and converted by
-formats.py). Choosing which adapters are on and at what strength is done here, per peft layer, with the same
-calls diffusers' `pipe.set_adapters` makes (`set_adapter` + `set_scale`), because we need three things it does
-not give: a component whose weight is 0 is switched off rather than multiplied by 0 (so weight 0 is bit-identical
-to no LoRA), adapter weights stay frozen (set_adapters turns requires_grad on), and a strength change only
-rewrites the per-layer scales (well under a millisecond instead of re-walking every module).
+A LoRA file is read, validated and converted by formats.py, then applied by apply.py as forward hooks on the
+layers it touches (unfused, never merged: the checkpoint weights and modules are never changed). A component
+whose weight is 0 gets no hook, so weight 0 is bit-identical to no LoRA; nothing has a gradient.
 
-Adapters stay loaded after use (LRU, `max_cached`), so switching back to a LoRA or changing its strength never
-reads the file again (`load_count` counts file loads). `prefetch` reads and checks the next LoRAs of a job (file
-bytes, header, NaN check, key mapping, AutoV3 hash) on a background thread while the current image samples; the
-injection itself stays on the caller's thread, between images, because peft rewires the very modules the UNet is
-running. `fuse` mode is not supported yet.
+Converted LoRAs stay cached after use (LRU, `max_cached`), so switching back to a LoRA or changing its strength
+never reads the file again (`load_count` counts file loads). `prefetch` reads and checks the next LoRAs of a job
+(file bytes, header, NaN check, key mapping, AutoV3 hash) on a background thread while the current image
+samples; what is left on the generating thread is pointing a few hundred hooks at tensors already in memory.
+`fuse` mode (weights merged into the checkpoint) is not supported yet.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
-import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LoraError
+from .apply import HookSet, LayerLora, layer_parts
 from .formats import ConvertedLora, TargetTable, convert, detect_format, load_lora_file
 from .library import LoraInfo, LoraLibrary
 from .tags import LoraRequest
 
 log = logging.getLogger(__name__)
-COMPONENTS = ("unet", "text_encoder")
 
 
 @dataclass
 class _Adapter:
-    adapter: str  # peft adapter name inside the pipeline
+    adapter: str  # our id for this loaded file (unique per load, as the hooks name it)
     key: tuple  # (resolved path, size, mtime_ns): an edited file is a new adapter
     info: LoraInfo
     has_unet: bool
     has_te: bool
-    layers: int
+    parts: list[LayerLora]
     skipped: list[str]
 
 
@@ -51,32 +46,6 @@ class ActiveLora:
     te_weight: float
     unet_weight: float
     adapter: str
-
-
-@contextlib.contextmanager
-def _quiet_loading():
-    """diffusers warns about "missing keys" for every adapter it loads from a state dict (a false alarm: the
-    weights are checked equal in the tests) and transformers draws a progress bar; keep both off our console."""
-    import diffusers.utils.logging as dlog
-    import transformers.utils.logging as tlog
-
-    d_level, t_level = dlog.get_verbosity(), tlog.get_verbosity()
-    bar = tlog.is_progress_bar_enabled()
-    dlog.set_verbosity_error()
-    tlog.set_verbosity_error()
-    tlog.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            # peft: "Already found a `peft_config` attribute" (expected: we keep several adapters) and
-            # "Adapter ... was active which is now deleted" (we set the active ones right after).
-            warnings.filterwarnings("ignore", message=r".*(peft_config|was active which is now deleted)",
-                                    category=UserWarning)
-            yield
-    finally:
-        dlog.set_verbosity(d_level)
-        tlog.set_verbosity(t_level)
-        if bar:
-            tlog.enable_progress_bar()
 
 
 def _skipped_message(name: str, skipped: list[str]) -> str:
@@ -98,9 +67,7 @@ class LoraManager:
         self._cache: OrderedDict[tuple, _Adapter] = OrderedDict()
         self._serial = 0
         self._table: TargetTable | None = None
-        self._layers: dict[str, list] | None = None  # component -> peft tuner layers (rebuilt after load/delete)
-        self._membership: tuple | None = None  # which adapters are on in which component, as last applied
-        self._scale_plan: list | None = None  # (layer, component, adapters on) for a strength change
+        self._hooks = HookSet()
         self._te_key: tuple = ()
         self._prefetched: dict[tuple, Future] = {}  # file key -> ConvertedLora being read in the background
         self._pool: ThreadPoolExecutor | None = None
@@ -130,45 +97,33 @@ class LoraManager:
             if key not in self._cache and key not in new:
                 new[key] = (info, self._take_prefetched(key) or self._read(info))
 
-        loaded_now: list[str] = []
-        try:
-            for key, (info, conv) in new.items():
-                adapter = self._inject(conv, info)
-                loaded_now.append(adapter)
-                self._cache[key] = _Adapter(adapter, key, info, conv.has_unet, conv.has_te, len(conv.layers),
-                                            conv.skipped)
-                if conv.skipped:
-                    msg = _skipped_message(info.name, conv.skipped)
-                    self.warnings.append(msg)
-                    log.warning(msg)
-        except Exception:
-            for key in [k for k, a in self._cache.items() if a.adapter in loaded_now]:
-                self._delete(self._cache.pop(key).adapter)  # loaded fine, but this call as a whole failed
-            self._membership = self._scale_plan = None
-            self._apply(self.active)  # peft activates what it loads: restore what was on before
-            raise
+        adapters = {key: self._cache.get(key) or self._adapter(key, info, conv) for key, (info, conv) in new.items()}
+        adapters.update({key: self._cache[key] for *_, key in plan if key in self._cache})
+        active = [ActiveLora(req.name, info, te, unet, adapters[key].adapter) for req, info, te, unet, key in plan]
+        self._apply(active, adapters.values())  # raises with the previous LoRAs still the ones applied
 
-        active = [ActiveLora(req.name, info, te, unet, self._cache[key].adapter) for req, info, te, unet, key in plan]
-        for _, _, _, _, key in plan:
+        for key, (info, conv) in new.items():  # only now do the new files count as loaded
+            self._cache[key] = adapters[key]
+            self.load_count += 1
+            if conv.skipped:
+                msg = _skipped_message(info.name, conv.skipped)
+                self.warnings.append(msg)
+                log.warning(msg)
+        for *_, key in plan:
             self._cache.move_to_end(key)
         self._evict({key for *_, key in plan})
-        self._apply(active)
         self.active = active
         return active
 
     def deactivate(self) -> None:
-        """No LoRA active; adapters stay cached (outputs are bit-identical to the plain checkpoint)."""
+        """No LoRA active; converted LoRAs stay cached (outputs are bit-identical to the plain checkpoint)."""
         self.activate([])
 
     def unload_all(self) -> None:
-        """Remove every adapter and every peft wrapper: the modules are the freshly loaded checkpoint's again."""
+        """Forget every cached LoRA and remove every hook: the modules run as the freshly loaded checkpoint's."""
         had_te = bool(self._te_key)
-        if self._cache:
-            with _quiet_loading():
-                self.pipe.unload_lora_weights()
+        self._hooks.clear()
         self._cache.clear()
-        self._layers = None
-        self._membership = self._scale_plan = None
         self.active = []
         self._set_te_key((), force=had_te)
 
@@ -212,7 +167,7 @@ class LoraManager:
 
     @property
     def cached(self) -> list[str]:
-        """Names of the LoRAs loaded in the pipeline, least recently used first."""
+        """Names of the LoRAs held converted in memory, least recently used first."""
         return [a.info.name for a in self._cache.values()]
 
     @property
@@ -260,75 +215,32 @@ class LoraManager:
         fmt = detect_format(sd, f"LoRA {info.name}")
         return convert(sd, self._target_table(), f"LoRA {info.name}", fmt)
 
-    def _inject(self, conv: ConvertedLora, info: LoraInfo) -> str:
+    def _adapter(self, key: tuple, info: LoraInfo, conv: ConvertedLora) -> _Adapter:
         self._serial += 1
-        adapter = f"cm_lora_{self._serial}"
-        self._layers = None
-        self._membership = self._scale_plan = None
-        try:
-            with _quiet_loading():
-                self.pipe.load_lora_weights(conv.state_dict, adapter_name=adapter)
-        except Exception as e:
-            self._delete(adapter)
-            raise LoraError(f"LoRA {info.name} could not be applied to this checkpoint: {e}") from e
-        self.load_count += 1
-        return adapter
-
-    def _delete(self, adapter: str) -> None:
-        self._layers = None
-        self._membership = self._scale_plan = None
-        try:
-            with _quiet_loading():
-                self.pipe.delete_adapters([adapter])
-        except Exception as e:  # a partial load may have left nothing to delete in one component
-            log.debug("deleting adapter %s: %s", adapter, e)
+        return _Adapter(f"cm_lora_{self._serial}", key, info, conv.has_unet, conv.has_te,
+                        layer_parts(conv, self._target_table()), conv.skipped)
 
     def _evict(self, keep: set[tuple]) -> None:
         while len(self._cache) > self.max_cached:
             victim = next((k for k in self._cache if k not in keep), None)
             if victim is None:  # every cached LoRA is in use right now: allow more for this generation
                 break
-            self._delete(self._cache.pop(victim).adapter)
+            del self._cache[victim]  # its hooks are gone already: only the active LoRAs have any
 
     # -- switching ----------------------------------------------------------------------------------------
-    def _tuner_layers(self) -> dict[str, list]:
-        if self._layers is None:
-            from peft.tuners.tuners_utils import BaseTunerLayer
+    def applied(self) -> dict:
+        """module -> adapter ids running on it, as the hooks are now (for tests and diagnostics)."""
+        return self._hooks.layers()
 
-            self._layers = {}
-            for comp in COMPONENTS:
-                model = getattr(self.pipe, comp, None)
-                self._layers[comp] = [] if model is None else [
-                    m for m in model.modules() if isinstance(m, BaseTunerLayer)]
-        return self._layers
-
-    def _apply(self, active: list[ActiveLora]) -> None:
-        weights = {"unet": {}, "text_encoder": {}}
-        for a in active:
-            if a.unet_weight != 0:
-                weights["unet"][a.adapter] = a.unet_weight
-            if a.te_weight != 0:
-                weights["text_encoder"][a.adapter] = a.te_weight
-        membership = tuple((c, tuple(weights[c])) for c in COMPONENTS)
-        if membership != self._membership or self._scale_plan is None:
-            plan = []
-            for comp in COMPONENTS:
-                w = weights[comp]
-                for layer in self._tuner_layers()[comp]:
-                    on = [n for n in w if n in layer.lora_A]
-                    if not on:
-                        layer.enable_adapters(False)
-                        continue
-                    layer.set_adapter(on, inference_mode=True)
-                    layer._disable_adapters = False  # enable_adapters(True) would turn requires_grad back on
-                    plan.append((layer, comp, on))
-            self._membership, self._scale_plan = membership, plan
-        for layer, comp, on in self._scale_plan:  # a strength change only comes through here
-            w = weights[comp]
-            for n in on:
-                layer.set_scale(n, w[n])
-        with_te = {c.adapter for c in self._cache.values() if c.has_te}
-        te_key = tuple((n, w) for n, w in weights["text_encoder"].items() if n in with_te)
+    def _apply(self, active: list[ActiveLora], adapters) -> None:
+        by_id = {a.adapter: a for a in adapters}
+        try:
+            self._hooks.apply([(a.adapter, {"unet": a.unet_weight, "text_encoder": a.te_weight},
+                                by_id[a.adapter].parts) for a in active])
+        except Exception as e:
+            names = ", ".join(a.info.name for a in active) or "(none)"
+            raise LoraError(f"LoRA {names} could not be applied to this checkpoint: {e}") from e
+        te_key = tuple((a.adapter, a.te_weight) for a in active if a.te_weight != 0 and by_id[a.adapter].has_te)
         self._set_te_key(te_key)
 
     def _set_te_key(self, key: tuple, force: bool = False) -> None:
