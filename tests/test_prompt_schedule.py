@@ -69,3 +69,30 @@ def test_and_weights():
     idx, flat, where = get_multicond_prompt_list(["a AND b:2", "b:2 AND c"])
     assert flat == ["a", " b", "b", " c"]
     assert idx == [[(0, 1.0), (1, 2.0)], [(2, 2.0), (3, 1.0)]]
+
+
+def test_no_bracket_fast_path_equals_the_parse():
+    """Text without `[` skips lark; the parse of every such real prompt (and of tricky ones) renders to itself."""
+    import json
+    from pathlib import Path
+
+    import lark
+
+    from creationmix.prompt.schedule import _collect, _parser, _render
+
+    corpus = Path(__file__).parent / "data" / "real-infotexts" / "infotexts.jsonl"
+    prompts = [json.loads(line)["text"].split("\nNegative prompt:")[0] for line in corpus.read_text().splitlines()]
+    prompts = [p for p in prompts if "[" not in p][:60]
+    prompts += ["(a:1.2) b:c ((d)) \\(e\\) f)", "a | b : c", "  lead and trail  ", "((a)(b:0.5))) :1", ""]
+    assert len(prompts) > 40
+    parsed = 0
+    for prompt in prompts:
+        assert g(prompt, 20) == [[20, prompt]]
+        try:
+            tree = _parser().parse(prompt)
+        except lark.exceptions.LarkError:  # a `|` outside brackets: A1111 uses the text as is, as we do
+            continue
+        ends, whens = _collect(tree, 20, 0, 0.0, False)
+        assert (ends, _render(tree, 20, whens)) == ([20], prompt)
+        parsed += 1
+    assert parsed > 40
