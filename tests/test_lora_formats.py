@@ -146,6 +146,11 @@ def test_validation_errors(comps, table):
     nan[key] = torch.full_like(sd[key], float("nan"))
     with pytest.raises(LoraError, match="NaN"):
         convert(nan, table, "x")
+    alpha = next(k for k in sd if k.endswith(".alpha"))
+    up = alpha.removesuffix(".alpha") + ".lora_up.weight"
+    huge = {**sd, alpha: torch.tensor(1e38), up: torch.full_like(sd[up], 1e30)}  # finite, until alpha/rank scales
+    with pytest.raises(LoraError, match=f"layer {alpha.removesuffix('.alpha')} contains NaN or infinite"):
+        convert(huge, table, "x")
     with pytest.raises(LoraError, match="does not match this checkpoint"):
         convert({"lora_unet_nowhere_to_q.lora_down.weight": torch.zeros(4, 8),
                  "lora_unet_nowhere_to_q.lora_up.weight": torch.zeros(8, 4)}, table, "x")
@@ -159,3 +164,13 @@ def test_unknown_layers_skipped_like_a1111(comps, table):
     sd["lora_unet_not_in_tiny_to_q.lora_down.weight"] = torch.zeros(4, 8)
     sd["lora_unet_not_in_tiny_to_q.lora_up.weight"] = torch.zeros(8, 4)
     assert convert(sd, table, "x").skipped == ["lora_unet_not_in_tiny_to_q"]
+
+
+def test_non_finite_names_the_bad_tensors_only():
+    from creationmix.lora.formats import non_finite
+
+    ok = {"a": torch.full((3, 4), 60000.0, dtype=torch.float16), "b": torch.randn(5), "i": torch.arange(3),
+          "empty": torch.zeros(0), "scalar": torch.tensor(2.0)}
+    assert non_finite(ok) == [] and non_finite({}) == []
+    bad = {**ok, "nan": torch.tensor([1.0, float("nan")]), "inf": torch.tensor([[float("-inf")]]).half()}
+    assert non_finite(bad) == ["nan", "inf"]

@@ -128,6 +128,19 @@ def detect_format(shapes: Mapping[str, object], name: str = "LoRA") -> FormatInf
     return FormatInfo(fmt, conv, has_unet, has_te, base)
 
 
+def non_finite(tensors: Mapping[str, torch.Tensor]) -> list[str]:
+    """Keys of the floating-point tensors holding NaN or Inf. One fused max-abs pass over all of them (the max of
+    finite values cannot overflow), then a per-tensor look only when something is wrong."""
+    import torch
+
+    vals = {k: v for k, v in tensors.items() if v.is_floating_point() and v.numel()}
+    if not vals:
+        return []
+    if bool(torch.stack([n.float() for n in torch._foreach_norm(list(vals.values()), float("inf"))]).isfinite().all()):
+        return []
+    return [k for k, v in vals.items() if not bool(v.isfinite().all())]
+
+
 # -- reading --------------------------------------------------------------------------------------------------
 
 def load_lora_file(path: Path, name: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -138,18 +151,19 @@ def load_lora_file(path: Path, name: str | None = None) -> tuple[dict[str, torch
     path = Path(path)
     name = name or path.name
     if path.suffix.lower() == ".safetensors":
-        from safetensors import safe_open
+        import safetensors.torch
 
         from .library import read_safetensors_header
 
-        read_safetensors_header(path)  # precise message for short / truncated files before safetensors' own
+        _, meta = read_safetensors_header(path)  # precise message for short / truncated files first
         try:
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                meta = dict(f.metadata() or {})
-                sd = {k: f.get_tensor(k) for k in f.keys()}
+            # One read and one deserialize: 3.5x faster than a get_tensor per key (a LoRA has hundreds of
+            # small tensors), which is most of a prefetch's CPU time, taken from the image sampling meanwhile.
+            with open(path, "rb") as fh:
+                sd = safetensors.torch.load(fh.read())
         except Exception as e:  # safetensors raises its own error types (SafetensorError, OSError, ...)
             raise LoraError(f"LoRA file {name} is corrupt or truncated: {e}") from e
-        return sd, meta
+        return sd, dict(meta or {})
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:
@@ -347,6 +361,7 @@ def convert(state_dict: Mapping[str, torch.Tensor], table: TargetTable, name: st
     layers: dict[str, tuple[str, int, float]] = {}
     skipped: list[str] = []
     mismatched: list[str] = []
+    origin: dict[str, str] = {}  # our layer name -> the file's, for messages
     for layer, parts in _group(state_dict, fmt, name).items():
         if "down" not in parts or "up" not in parts:
             missing = "lora_up" if "down" in parts else "lora_down"
@@ -369,11 +384,14 @@ def convert(state_dict: Mapping[str, torch.Tensor], table: TargetTable, name: st
         w = mod.weight
         down32 = down.to(torch.float32)
         up32 = up.to(torch.float32) * scale
-        if not (torch.isfinite(down32).all() and torch.isfinite(up32).all()):
-            raise LoraError(f"{name} is corrupt: layer {layer} contains NaN or infinite values")
         out[f"{comp}.{target}.lora_A.weight"] = down32.to(device=w.device, dtype=w.dtype).contiguous()
         out[f"{comp}.{target}.lora_B.weight"] = up32.to(device=w.device, dtype=w.dtype).contiguous()
         layers[f"{comp}.{target}"] = (comp, rank, alpha)
+        origin[f"{comp}.{target}"] = layer
+    bad = non_finite(out)  # after the alpha/rank scaling (and the cast to the model's dtype) too
+    if bad:
+        layer = origin[bad[0].rsplit(".lora_", 1)[0]]
+        raise LoraError(f"{name} is corrupt: layer {layer} contains NaN or infinite values")
     if mismatched:
         raise LoraError(f"{name} does not fit this checkpoint's layers: {'; '.join(mismatched[:3])}"
                         + (f" and {len(mismatched) - 3} more" if len(mismatched) > 3 else ""))

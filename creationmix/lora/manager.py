@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import LoraError
 from .apply import HookSet, LayerLora, layer_parts
-from .formats import ConvertedLora, TargetTable, convert, detect_format, load_lora_file
+from .formats import ConvertedLora, TargetTable, convert, detect_format, load_lora_file, non_finite
 from .library import LoraInfo, LoraLibrary
 from .tags import LoraRequest
 
@@ -208,7 +208,7 @@ class LoraManager:
 
     def _read(self, info: LoraInfo) -> ConvertedLora:
         sd, _meta = load_lora_file(info.path, info.name)
-        bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+        bad = non_finite(sd)
         if bad:  # applied, NaN weights turn every image black
             raise LoraError(f"LoRA {info.name} has NaN/Inf weights ({len(bad)} tensors, e.g. {bad[0]}): "
                             "the file is broken; retrain or re-download it")
