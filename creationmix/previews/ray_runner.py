@@ -3,7 +3,8 @@
 The driver keeps everything that decides the output — the selection, the resume rule, the file writes, the
 summary and the contact sheet (previews/job.py) — and only hands rendering out. Each actor builds one engine,
 loads the checkpoint once and then renders one LoRA per call; the driver gives a new LoRA to whichever actor is
-free (dynamic balancing, not a pre-split list). Workers need no shared filesystem: the LoRA's bytes travel with
+free (dynamic balancing, not a pre-split list), plus the one it will render next: the worker stores that file and
+reads and checks it in the background while it samples (LoraManager.prefetch), as a local run does. Workers need no shared filesystem: the LoRA's bytes travel with
 the call, and the model files (checkpoint, its config sidecar, VAE, embeddings) are put in Ray's object store once
 unless the driver says its model folders are shared. A worker returns raw pixels and the infotext, so the driver
 writes the same PNG bytes a local run writes.
@@ -111,24 +112,47 @@ class PreviewWorker:
     def ping(self) -> str:
         return self.id
 
-    def render(self, rel_name: str, lora_bytes: bytes, params_dict: dict) -> dict:
-        import numpy as np
-
-        from ..params import GenerationParams
+    def _store(self, rel_name: str, lora_bytes: bytes) -> Path:
         dest = self.lora_dir / rel_name
         dest.parent.mkdir(parents=True, exist_ok=True)
         if not dest.exists() or dest.read_bytes() != lora_bytes:
             dest.write_bytes(lora_bytes)
+        return dest
+
+    def render(self, rel_name: str, lora_bytes: bytes | None, params_dict: dict,
+               ahead: tuple[str, bytes, dict] | None = None) -> dict:
+        """Render one LoRA. `lora_bytes` None: the file came as an earlier call's `ahead` (already stored and
+        read ahead); `ahead` is the LoRA this worker renders next."""
+        import numpy as np
+
+        from ..params import GenerationParams
+        dest = self.lora_dir / rel_name
+        if lora_bytes is not None:
+            self._store(rel_name, lora_bytes)
         start = time.perf_counter()
         try:
-            res = self.engine.generate(GenerationParams.from_dict(params_dict), save=False)
+            if not dest.exists():
+                raise CreationMixError(f"worker {self.id}: the LoRA file {rel_name} it was sent ahead is gone")
+            params = GenerationParams.from_dict(params_dict)
+            hits = self._prefetch_hits()
+            if ahead is not None:
+                next_rel, next_bytes, next_params = ahead
+                self._store(next_rel, next_bytes)
+                self.engine.load(params.checkpoint, params.vae)  # what generate does first; reading ahead needs it
+                # The engine's LoRA names resolve in this folder: the next file is read while this one samples.
+                self.engine.prefetch_loras(GenerationParams.from_dict(next_params))
+            res = self.engine.generate(params, save=False)
+            read_ahead = self._prefetch_hits() > hits
         except CreationMixError as e:
             return {"error": str(e), "error_type": type(e).__name__, "worker": self.id}
         finally:
             dest.unlink(missing_ok=True)
         image = res.images[0]
-        return {"pixels": np.asarray(image).copy(), "infotext": res.infotexts[0],
+        return {"pixels": np.asarray(image).copy(), "infotext": res.infotexts[0], "read_ahead": read_ahead,
                 "warnings": list(res.warnings), "seconds": time.perf_counter() - start, "worker": self.id}
+
+    def _prefetch_hits(self) -> int:
+        return self.engine.loras.prefetch_hits if self.engine.loras is not None else 0
 
 
 def local_ray_init_kwargs(cpu_workers: int) -> dict:
@@ -164,6 +188,7 @@ class RayRenderer:
         self.lora_library = service.engine.lora_library
         address, cpu_workers, torch_threads = settings.address, settings.cpu_workers, settings.torch_threads
         self._started_ray = False
+        self.read_ahead = 0  # renders whose LoRA the worker had read ahead (the bench and tests report it)
         if not self.ray.is_initialized():
             if address is None:
                 self.ray.init(**local_ray_init_kwargs(cpu_workers))
@@ -205,23 +230,50 @@ class RayRenderer:
         queue = list(tasks)
         attempts: dict[int, int] = {}
         in_flight: dict[Any, tuple[str, Any]] = {}  # ObjectRef -> (actor id, task)
+        staged: dict[str, Any] = {}  # actor id -> the task sent to it ahead (its file is there already)
         idle = list(self.actors)
+
+        refused: list = []  # tasks the library already knows are unusable: reported, never shipped
+
+        def next_task():
+            while queue:
+                task = queue.pop(0)
+                if not task.info.error:
+                    return task
+                refused.append(task)
+            return None
+
+        def ship(task):
+            return self._rel_name(task.info.path), task.info.path.read_bytes(), task.params.to_dict()
+
         try:
-            while queue or in_flight:
+            while queue or in_flight or staged:
                 if control.interrupted.is_set():
                     self._cancel(in_flight)
                     yield None, STOP
                     return
-                while queue and idle:
-                    task = queue.pop(0)
-                    if task.info.error:  # the library already knows this file is unusable: never ship it
-                        from ..errors import LoraError
-                        yield task, LoraError(task.info.error)
-                        continue
-                    wid = idle.pop(0)
-                    rel = self._rel_name(task.info.path)
-                    ref = self.actors[wid].render.remote(rel, task.info.path.read_bytes(), task.params.to_dict())
+                while idle:
+                    wid = next((w for w in idle if w in staged), idle[0])
+                    task, data = staged.pop(wid, None), None
+                    if task is None:
+                        # A new one from the queue, else one sent ahead to a busy worker that has not begun it
+                        # (an idle worker at the tail of a job takes it over).
+                        task = next_task() or (staged.pop(next(iter(staged))) if staged else None)
+                        if task is None:
+                            break
+                        data = task.info.path.read_bytes()
+                    # Send the next one ahead only when no other idle worker is waiting for work.
+                    ahead = next_task() if len(queue) > len(idle) - 1 else None
+                    if ahead is not None:
+                        staged[wid] = ahead
+                    idle.remove(wid)
+                    ref = self.actors[wid].render.remote(self._rel_name(task.info.path), data, task.params.to_dict(),
+                                                         ship(ahead) if ahead is not None else None)
                     in_flight[ref] = (wid, task)
+                while refused:
+                    from ..errors import LoraError
+                    task = refused.pop(0)
+                    yield task, LoraError(task.info.error)
                 if not in_flight:
                     if queue:  # every worker died
                         yield queue[0], RayWorkerError("every Ray worker died; the remaining LoRAs were not rendered")
@@ -235,6 +287,8 @@ class RayRenderer:
                         out = ray.get(ref)
                     except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
                         self.actors.pop(wid, None)
+                        if wid in staged:  # sent ahead to the dead worker: another one renders it
+                            queue.insert(0, staged.pop(wid))
                         n = attempts[id(task)] = attempts.get(id(task), 0) + 1
                         if n >= MAX_ATTEMPTS or not self.actors:
                             yield task, RayWorkerError(f"worker died {n} time(s) while rendering {task.info.name}")
@@ -259,6 +313,7 @@ class RayRenderer:
             if not (isinstance(cls, type) and issubclass(cls, CreationMixError)):
                 cls = CreationMixError
             return cls(out["error"])
+        self.read_ahead += bool(out.get("read_ahead"))
         image = Image.fromarray(out["pixels"])
         return Rendered(image, out["infotext"], out["seconds"], tuple(out["warnings"]), wid)
 
