@@ -42,7 +42,7 @@ def make_library(root: Path, count: int) -> Path:
     return root
 
 
-def one_run(src: Path, settings: RaySettings) -> tuple[float, int]:
+def one_run(src: Path, settings: RaySettings) -> tuple[float, int, int]:
     data = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     shutil.copytree(src, data, dirs_exist_ok=True)
     service = build_service(ServiceOptions(data_dir=data, device="cpu" if settings.cpu_workers else None))
@@ -51,7 +51,7 @@ def one_run(src: Path, settings: RaySettings) -> tuple[float, int]:
     report = run_previews(None, load_preset_by_id("lora-preview"), overrides=SMALL, renderer=renderer)
     seconds = time.perf_counter() - start
     shutil.rmtree(data, ignore_errors=True)
-    return seconds, len(report.done)
+    return seconds, len(report.done), renderer.read_ahead
 
 
 def main() -> int:
@@ -72,10 +72,11 @@ def main() -> int:
     print(f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs, {args.loras} LoRAs, 64x64, 4 steps")
     rates = {}
     for n in counts:
-        seconds, done = one_run(src, RaySettings(cpu_workers=n))
+        seconds, done, ahead = one_run(src, RaySettings(cpu_workers=n))
         rates[n] = 60.0 * done / seconds
         label = "one per GPU" if n == 0 else f"{n} CPU worker(s)"
-        print(f"{label}: {done} previews in {seconds:.1f} s = {rates[n]:.1f} LoRAs/min")
+        print(f"{label}: {done} previews in {seconds:.1f} s = {rates[n]:.1f} LoRAs/min; {ahead} of them read ahead "
+              f"by their worker while it sampled the one before")
     if len(counts) > 1:
         print(f"ratio {counts[-1]} vs {counts[0]} workers: {rates[counts[-1]] / rates[counts[0]]:.2f}x")
     ray.shutdown()
