@@ -171,8 +171,16 @@ def print_warnings(warnings) -> None:
 def cmd_txt2img(args) -> int:
     resolve_file_args(args)
     params = params_from_args(args)  # validates before any model is loaded
-    from .compose import build_service
-    service = build_service(service_options(args))
+    from .compose import build_folders, build_service
+    options = service_options(args)
+    # A mistyped model name fails now, in a fraction of a second, not after torch and diffusers have loaded.
+    folders = build_folders(options)
+    checkpoint = params.checkpoint or options.checkpoint_name
+    if checkpoint:
+        folders.resolve_checkpoint(checkpoint)
+    if params.vae not in ("Automatic", "None", ""):
+        folders.resolve_vae(params.vae)
+    service = build_service(options)
     result = service.generate(params, progress=_tqdm_progress() if args.progress else None)
     print_warnings(result.warnings)
     for path in result.paths:

@@ -5,11 +5,7 @@ One server per module on a free port, over a tmp data dir holding two tiny check
 from __future__ import annotations
 
 import base64
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,48 +15,10 @@ import pytest
 webuiapi = pytest.importorskip("webuiapi")
 requests = pytest.importorskip("requests")
 
+from live_server import serve  # noqa: E402
 from tests.test_api import recipe_request  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 USER, PASSWORD = "lora", "author"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(args: list[str], port: int, ready: str, timeout: float = 240) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--device", "cpu", *args], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    seen = threading.Event()
-
-    def pump():
-        for line in proc.stdout:
-            lines.append(line)
-            if ready in line:
-                seen.set()
-    threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + timeout
-    while not seen.is_set():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("server did not start:\n" + "".join(lines[-30:]))
-        time.sleep(0.2)
-    proc.log = lines
-    return proc
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 @pytest.fixture(scope="module")
@@ -73,12 +31,12 @@ def live_data(tmp_path_factory, tiny_ckpt_dir):
 
 
 @pytest.fixture(scope="module")
-def server(live_data):
-    port = _free_port()
-    proc = _start(["--api", "--data-dir", str(live_data), "--api-auth", f"{USER}:{PASSWORD}", "--max-queue", "1"],
-                  port, "running on")
-    yield f"http://127.0.0.1:{port}", port
-    _stop(proc)
+def server(live_data, tmp_path_factory):
+    args = ["--device", "cpu", "--api", "--data-dir", str(live_data), "--api-auth", f"{USER}:{PASSWORD}",
+            "--max-queue", "1"]
+    with serve("app.py", args, tmp_path_factory.mktemp("api-live") / "server.log", ready="running on",
+               timeout=240) as live:
+        yield live.url, live.port
 
 
 @pytest.fixture(scope="module")
@@ -181,11 +139,10 @@ def test_raw_http_auth_errors_openapi_and_the_ui(server):
     assert requests.get(f"{base}/", timeout=30).status_code == 200  # the web UI is served by the same process
 
 
-def test_nowebui_serves_the_api_alone(live_data):
-    port = _free_port()
-    proc = _start(["--nowebui", "--data-dir", str(live_data)], port, "API running on", timeout=120)
-    try:
-        base = f"http://127.0.0.1:{port}"
+def test_nowebui_serves_the_api_alone(live_data, tmp_path):
+    with serve("app.py", ["--device", "cpu", "--nowebui", "--data-dir", str(live_data)],
+               tmp_path / "server.log", ready="API running on", timeout=120) as live:
+        base = live.url
         for _ in range(100):
             try:
                 r = requests.get(f"{base}/sdapi/v1/sd-models", timeout=5)
@@ -194,5 +151,3 @@ def test_nowebui_serves_the_api_alone(live_data):
                 time.sleep(0.1)
         assert r.status_code == 200 and len(r.json()) == 2
         assert requests.get(f"{base}/", timeout=5).status_code == 404
-    finally:
-        _stop(proc)

@@ -5,54 +5,25 @@ One live server (tests/fake_app.py: the real launcher, gradio app and login over
 """
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 httpx = pytest.importorskip("httpx")
 
-ROOT = Path(__file__).resolve().parent.parent
+from live_server import serve  # noqa: E402
+
 USER, PASSWORD = "tester", "s3cret-pass"
 STEP_DELAY = 0.05
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("cm-faults")
-    port = _free_port()
-    env = dict(os.environ, PYTHONUNBUFFERED="1", GRADIO_ANALYTICS_ENABLED="False",
-               CREATIONMIX_FAKE_STEP_DELAY=str(STEP_DELAY))
-    log_path = data_dir / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "tests/fake_app.py", "--data-dir", str(data_dir), "--port", str(port),
-                                 "--auth", f"{USER}:{PASSWORD}", "--max-queue", "4"],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while b"running on" not in log_path.read_bytes():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"fake_app did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.3)
-        yield {"url": url, "data_dir": data_dir, "log": log_path}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with serve("tests/fake_app.py", ["--data-dir", str(data_dir), "--auth", f"{USER}:{PASSWORD}", "--max-queue", "4"],
+               data_dir / "server.log", ready="running on", env={"CREATIONMIX_FAKE_STEP_DELAY": str(STEP_DELAY)}) as live:
+        yield {"url": live.url, "data_dir": data_dir, "log": live.log_path}
 
 
 def _gradio_routes(tmp_path) -> list[tuple[str, str]]:

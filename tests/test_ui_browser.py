@@ -11,9 +11,6 @@ import importlib.util
 import io
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -48,11 +45,7 @@ def _skip_reason() -> str | None:
 if (_reason := _skip_reason()) is not None:
     pytest.skip(_reason, allow_module_level=True)
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from live_server import http_ready, serve  # noqa: E402
 
 
 VIEWPORT = {"width": 1366, "height": 900}
@@ -95,40 +88,12 @@ def server(tmp_path_factory):
         lora_dir.mkdir(parents=True)
         _lora(lora_dir / "inked.safetensors", seed=1, scratch=tmp_path_factory.mktemp("cm-ui-scratch"))
         Image.new("RGB", (48, 48), (30, 160, 90)).save(lora_dir / "inked.preview.png")
-    port = _free_port()
-    env = dict(os.environ, PYTHONUNBUFFERED="1", GRADIO_ANALYTICS_ENABLED="False")
-    if FAKE:
-        env.update(CREATIONMIX_FAKE_STEP_DELAY="0.02")
-    log_path = data_dir / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "tests/fake_app.py" if FAKE else "app.py", "--data-dir", str(data_dir), "--port", str(port),
-                                 "--auth", f"{USER}:{PASSWORD}", "--max-queue", "4"],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        import httpx
-
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited with {proc.returncode}:\n{log_path.read_text(errors='replace')[-4000:]}")
-            try:
-                if httpx.get(url + "config", timeout=2).status_code in (200, 401):
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"app.py did not start in {START_TIMEOUT_S}s:\n"
-                            f"{log_path.read_text(errors='replace')[-4000:]}")
-            time.sleep(0.5)
-        yield {"url": url, "data_dir": data_dir, "log": log_path, "scratch": tmp_path_factory.mktemp("cm-scr")}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    env = {"CREATIONMIX_FAKE_STEP_DELAY": "0.02"} if FAKE else {}
+    args = ["--data-dir", str(data_dir), "--auth", f"{USER}:{PASSWORD}", "--max-queue", "4"]
+    with serve("tests/fake_app.py" if FAKE else "app.py", args, data_dir / "server.log", ready=http_ready(),
+               env=env, timeout=START_TIMEOUT_S) as live:
+        yield {"url": live.url + "/", "data_dir": data_dir, "log": live.log_path,
+               "scratch": tmp_path_factory.mktemp("cm-scr")}
 
 
 @pytest.fixture(scope="module")
