@@ -53,8 +53,8 @@ def _run(folders, preset, renderer=None, **kw):
                         sheet_dir=folders.outputs_dir / "lora-previews", **kw)
 
 
-def _ray(folders, **kw):
-    return RayRenderer(_service(folders), RaySettings(cpu_workers=2, **kw))
+def _ray(folders, workers=2, **kw):
+    return RayRenderer(_service(folders), RaySettings(cpu_workers=workers, **kw))
 
 
 def test_ray_previews_equal_local_run_bit_for_bit(folders, preset, library, tmp_path):
@@ -76,8 +76,10 @@ def test_ray_previews_equal_local_run_bit_for_bit(folders, preset, library, tmp_
     assert "per worker:" in report.summary() and "LoRAs/min" in report.summary()
     assert not [p for p in library.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
     # Resume: a second run renders nothing.
-    again = _run(folders, preset, _ray(folders))
+    resumed = _ray(folders)
+    again = _run(folders, preset, resumed)
     assert [o.status for o in again.outcomes] == ["skipped"] * 5
+    assert renderer.workers_started == 2 and resumed.workers_started == 0  # nothing to render: no engine started
 
 
 def test_models_shipped_without_shared_folders(folders, preset, library):
@@ -115,7 +117,7 @@ def test_interrupt_stops_workers_and_keeps_finished(folders, preset, library):
     def progress(jp):
         if jp.done >= 1:
             control.interrupt()
-    renderer = _ray(folders)
+    renderer = _ray(folders, workers=1)
     report = _run(folders, preset, renderer, control=control, progress=progress)
     assert report.interrupted
     done = [o for o in report.outcomes if o.status == "done"]

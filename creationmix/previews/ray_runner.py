@@ -216,8 +216,18 @@ class RayRenderer:
                                           vae=options.vae.name if isinstance(options.vae, Path) else options.vae)
         actor_cls = self.ray.remote(max_restarts=0, max_task_retries=0)(PreviewWorker).options(**actor_options)
         # The bundle goes as a top-level argument: Ray resolves those refs, not refs nested in a dataclass.
-        self.actors = {f"worker-{i}": actor_cls.remote(options, f"worker-{i}", bundle, torch_threads)
-                       for i in range(count)}
+        self._spawn = lambda: {f"worker-{i}": actor_cls.remote(options, f"worker-{i}", bundle, torch_threads)
+                               for i in range(count)}
+        self.actors: dict[str, Any] = {}
+        self.workers_started = 0
+
+    def start(self) -> None:
+        """Start the workers (each imports torch and builds its engine: seconds). render() does it when the job
+        has something to render, so a resumed job with every preview made starts none."""
+        if self.actors:
+            return
+        self.actors = self._spawn()
+        self.workers_started += len(self.actors)
         try:
             self.ray.get([a.ping.remote() for a in self.actors.values()])
         except self.ray.exceptions.RayError as e:
@@ -228,6 +238,10 @@ class RayRenderer:
     def render(self, tasks, *, relay, control: Control):
         ray = self.ray
         queue = list(tasks)
+        if not queue:
+            self.shutdown()
+            return
+        self.start()
         attempts: dict[int, int] = {}
         in_flight: dict[Any, tuple[str, Any]] = {}  # ObjectRef -> (actor id, task)
         staged: dict[str, Any] = {}  # actor id -> the task sent to it ahead (its file is there already)
