@@ -35,6 +35,8 @@ from creationmix.previews.job import run_previews  # noqa: E402
 from lora_fixtures import kohya_lora, write_lora  # noqa: E402
 
 N_LORAS = 5
+N_PROBES = 3  # LoRAs outside the job, each made by hand with one txt2img: the "as a user would" baseline
+JOB_NAMES = [f"lora{i}" for i in range(N_LORAS)]
 
 
 def setup(tmp: Path) -> Folders:
@@ -49,8 +51,9 @@ def write_loras(folders: Folders, generation: int) -> None:
     """The library's 5 LoRA files, with new weights per `generation`: to an engine, each rewrite is 5 LoRAs it
     has never seen (new file key: read, checked, applied, and every prompt encoded again under it)."""
     model = load_checkpoint(folders.checkpoint_dirs[0] / "tiny.safetensors", device="cpu", dtype=torch.float32)
-    for i in range(N_LORAS):
-        path = folders.lora_dirs[0] / f"lora{i}.safetensors"
+    names = JOB_NAMES + [f"probe{i}" for i in range(N_PROBES)]
+    for i, name in enumerate(names):
+        path = folders.lora_dirs[0] / f"{name}.safetensors"
         write_lora(path, kohya_lora(model.pipe.unet, model.pipe.text_encoder, seed=100 * generation + i, conv=False))
         ns = time.time_ns() + generation * 1_000_000_000  # a distinct mtime even on a coarse clock
         os.utime(path, ns=(ns, ns))
@@ -119,14 +122,19 @@ def main() -> None:
     # -- library previews: 5 LoRAs through the lora-preview card, each a new LoRA ------------------------------------
     preset = load_preset_by_id("lora-preview")
     engine = fresh_engine(folders, base)
-    infos = list(engine.lora_library)
+    infos = [engine.lora_library.resolve(n) for n in JOB_NAMES]
+    probes = [engine.lora_library.resolve(f"probe{i}") for i in range(N_PROBES)]
     from creationmix.previews.job import preview_params
     want = expected_encodings([preview_params(preset, i, overrides=small) for i in infos])
     card = preview_params(preset, infos[0], overrides=small)
 
     def job() -> float:
-        return timed(lambda: run_previews(engine, preset, overrides=small, overwrite=True,
+        return timed(lambda: run_previews(engine, preset, overrides=small, overwrite=True, names=JOB_NAMES,
                                           sheet_dir=folders.outputs_dir / "lora-previews"))
+
+    def by_hand() -> float:  # one txt2img of the card per LoRA it has never seen: read, applied, encoded, saved
+        return statistics.median(timed(lambda: engine.generate(preview_params(preset, p, overrides=small),
+                                                               save=True))[0] for p in probes)
 
     def card_encoding() -> float:  # LoRA loaded, its prompt not encoded yet under it: as any first txt2img
         engine.encoder._cache.clear()
@@ -138,26 +146,30 @@ def main() -> None:
     loads, encodings, te_passes, hits = work.lora_loads, work.encodings, work.te_forwards, engine.loras.prefetch_hits
     # Interleaved (job on 5 never-seen LoRAs, then the baselines with them loaded) so the machine's drift hits
     # both sides of each ratio alike; the medians are of the per-round figures.
-    per, enc, warm = [t_first / n], [], []
+    per, enc, warm, hand = [t_first / n], [], [], [by_hand()]
     for generation in range(1, args.repeats + 2):
         enc.append(statistics.median(card_encoding() for _ in range(3)))
         warm.append(median_time(lambda: engine.generate(card, save=True), 2))
         if generation <= args.repeats:
             write_loras(folders, generation)
+            hand.append(by_hand())
             per.append(job()[0] / n)
-    per_m, enc_m, warm_m = (statistics.median(x) for x in (per, enc, warm))
+    per_m, enc_m, warm_m, hand_m = (statistics.median(x) for x in (per, enc, warm, hand))
     ratio = statistics.median(p / e for p, e in zip(per, enc))
+    ratio_hand = statistics.median(p / h for p, h in zip(per, hand))
+    print(f"  the card by hand, one txt2img per LoRA it has never seen (read, applied, encoded, PNG saved): "
+          f"{hand_m * 1000:.1f} ms")
     print(f"  the card's own txt2img (long prompt + its LoRA loaded, PNG saved): {enc_m * 1000:.1f} ms encoding its "
           f"prompt under the LoRA (as any txt2img of a new text/LoRA does), {warm_m * 1000:.1f} ms warm (prompt "
           f"encodings cached)")
     print(f"  library previews, {N_LORAS} new LoRAs, {len(per)} rounds: {n} done, {len(report.failed)} failed, "
           f"{per_m * 1000:.1f} ms / image (first round {per[0] * 1000:.1f}) = {ratio:.2f}x the card's txt2img "
           f"encoding its prompt (target <= 1.00), {per_m / warm_m:.2f}x the warm one (every LoRA read + applied, "
-          f"every prompt encoded under its LoRA, contact sheet included)")
+          f"every prompt encoded under its LoRA, contact sheet included), {ratio_hand:.2f}x the card by hand")
     print(f"    first round: LoRA loads {loads} (want {N_LORAS}), read ahead in the background {hits} "
           f"(want {N_LORAS - 1}), prompt encodings {encodings} (want {want}), text-encoder passes {te_passes}")
     with WorkCounter(engine) as cached:
-        t2, _ = timed(lambda: run_previews(engine, preset, overrides=small, overwrite=True))
+        t2, _ = timed(lambda: run_previews(engine, preset, overrides=small, overwrite=True, names=JOB_NAMES))
     print(f"    re-run with the LoRAs cached: {t2 / n * 1000:.1f} ms / image = {t2 / n / warm_m:.2f}x the warm "
           f"txt2img; LoRA loads {cached.lora_loads}")
     injected = _switch_ms(folders)
