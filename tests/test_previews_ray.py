@@ -1,4 +1,4 @@
-"""The previews job on a local Ray cluster (2 CPUs, 2 CPU actors) equals a local run, file for file."""
+"""The previews job on a local Ray cluster (2 CPUs, up to 2 CPU actors) equals a local run, file for file."""
 from __future__ import annotations
 
 import pytest
@@ -127,14 +127,26 @@ def test_interrupt_stops_workers_and_keeps_finished(folders, preset, library):
     assert ray.is_initialized()  # the renderer did not start this cluster, so it leaves it running
 
 
-def test_cli_previews_on_its_own_local_cluster(folders, library, capsys):
-    """Last in the module: it stops the module's cluster and leaves none running (no second cluster start)."""
+CLI_ARGS = ["--ray-cpu-workers", "1", "--device", "cpu", "--precision", "fp32", "--steps", "2", "--width", "64",
+            "--height", "64", "--no-hires", "--sampler", "Euler", "--lora", "l1", "--lora", "l2", "--no-progress"]
+
+
+def _cli_previews(folders, library, capsys, ray_arg: list[str]) -> None:
     from creationmix import cli
-    ray.shutdown()
-    code = cli.main(["previews", "--ray", "--ray-cpu-workers", "1", "--data-dir", str(folders.data_dir),
-                     "--device", "cpu", "--precision", "fp32", "--steps", "2", "--width", "64", "--height", "64",
-                     "--no-hires", "--sampler", "Euler", "--lora", "l1", "--lora", "l2", "--no-progress"])
+    code = cli.main(["previews", *ray_arg, "--data-dir", str(folders.data_dir), *CLI_ARGS])
     out, err = capsys.readouterr()
     assert code == 0, err
     assert str(library / "l1.preview.png") in out.split() and str(library / "l2.preview.png") in out.split()
+
+
+def test_cli_previews_on_a_running_cluster(folders, library, capsys):
+    _cli_previews(folders, library, capsys, ["--ray", "auto"])
+    assert ray.is_initialized()  # joined, not started by the job: left running
+
+
+@pytest.mark.slow  # a second cluster start costs ~10 s of the suite's 5 minutes: CREATIONMIX_SLOW=1 runs it
+def test_cli_previews_on_its_own_local_cluster(folders, library, capsys):
+    """Last in the module: it stops the module's cluster and leaves none running."""
+    ray.shutdown()
+    _cli_previews(folders, library, capsys, ["--ray"])
     assert not ray.is_initialized()  # the job started its own cluster and stopped it
