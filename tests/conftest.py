@@ -15,6 +15,15 @@ import pytest  # noqa: E402
 TINY_NAME = "tiny.safetensors"
 
 
+def pytest_sessionstart(session):
+    """Byte-compile the package once. Many tests start fresh interpreters (the CLI, app.py servers, Ray workers);
+    with PYTHONDONTWRITEBYTECODE set (as on CI) each of them would otherwise compile every creationmix module
+    it imports, again, as no user's machine does after the first launch."""
+    import compileall
+
+    compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "creationmix"), quiet=1)
+
+
 @pytest.fixture(scope="session")
 def tiny_ckpt_dir(tmp_path_factory) -> Path:
     """A data dir (read-only by convention) holding models/Stable-diffusion/tiny.safetensors + tiny.config/."""
