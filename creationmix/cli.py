@@ -271,6 +271,15 @@ def run() -> int:
     return run_entry(main)
 
 
+def _misplaced_option_hint(argv: list[str], message: str) -> str:
+    """`creationmix --data-dir X txt2img`: argparse only says "invalid choice: 'X'"; say where the option goes."""
+    first = next((a for a in argv if a not in ("-v", "--verbose")), "")
+    if first.startswith("--") and first != "--help" and ("invalid choice" in message or "unrecognized" in message):
+        option = first.split("=", 1)[0]
+        return f"; {option} is an option of a command and goes after it: creationmix txt2img {option} ..."
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     from .logs import configure
     try:
@@ -279,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         configure(verbose=args.verbose)
         return args.func(args)
     except _ArgError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e}{_misplaced_option_hint(sys.argv[1:] if argv is None else argv, str(e))}", file=sys.stderr)
         return 2
     except CreationMixError as e:
         print(f"error: {e}", file=sys.stderr)

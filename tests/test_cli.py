@@ -139,3 +139,14 @@ def test_end_to_end_fresh_interpreter_is_quiet(folders, tmp_path):
                          env=env)
     assert bad.stdout.split() == ["1", "False"] and len(bad.stderr.splitlines()) == 1
     assert "checkpoint 'missing' not found" in bad.stderr
+
+
+def test_option_before_the_command_says_where_it_goes(capsys, tmp_path):
+    from creationmix import cli
+
+    assert cli.main(["--data-dir", str(tmp_path), "txt2img", "--steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "invalid choice" in err
+    assert "--data-dir is an option of a command and goes after it: creationmix txt2img --data-dir" in err
+    assert cli.main(["txt2img", "--no-such-flag"]) == 2
+    assert "goes after it" not in capsys.readouterr().err  # a plain unknown flag gets argparse's own message
