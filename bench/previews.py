@@ -128,7 +128,7 @@ def main() -> None:
     want = expected_encodings([preview_params(preset, i, overrides=small) for i in infos])
     card = preview_params(preset, infos[0], overrides=small)
 
-    def job() -> float:
+    def job():  # (seconds, PreviewReport)
         return timed(lambda: run_previews(engine, preset, overrides=small, overwrite=True, names=JOB_NAMES,
                                           sheet_dir=folders.outputs_dir / "lora-previews"))
 

@@ -178,8 +178,7 @@ def cmd_txt2img(args) -> int:
     checkpoint = params.checkpoint or options.checkpoint_name
     if checkpoint:
         folders.resolve_checkpoint(checkpoint)
-    if params.vae not in ("Automatic", "None", ""):
-        folders.resolve_vae(params.vae)
+    folders.vae_choice(params.vae)
     service = build_service(options)
     result = service.generate(params, progress=_tqdm_progress() if args.progress else None)
     print_warnings(result.warnings)

@@ -148,9 +148,7 @@ class Engine:
         return self.folders.resolve_checkpoint(name)
 
     def vae_path(self, name: str) -> Path | None:
-        if name in ("Automatic", "None", ""):
-            return None
-        return self.folders.resolve_vae(name)
+        return self.folders.vae_choice(name)
 
     def load(self, checkpoint: str | None = None, vae: str = "Automatic") -> LoadedModel:
         try:

@@ -95,6 +95,12 @@ class Folders:
     def resolve_vae(self, name: str) -> Path:
         return resolve_file(name, self.vae_dirs, VAE_EXTS, "VAE")
 
+    def vae_choice(self, name: str) -> Path | None:
+        """A GenerationParams.vae value -> the file it names; None for "Automatic" / "None" (no file)."""
+        if name in ("Automatic", "None", ""):
+            return None
+        return self.resolve_vae(name)
+
     def ensure(self) -> None:
         """Create our own folders (never the A1111 install's)."""
         for d in (self.checkpoint_dirs[0], self.lora_dirs[0], self.vae_dirs[0], self.embedding_dirs[0],

@@ -31,12 +31,9 @@ class LayerLora:
 
 def layer_parts(conv: ConvertedLora, table: TargetTable) -> list[LayerLora]:
     """The layers a converted LoRA touches, resolved to the live modules once (when it is loaded)."""
-    modules = {f"{comp}.{name}": mod for comp, name, mod in table.by_key.values()}
-    out = []
-    for layer, (comp, _rank, _alpha) in conv.layers.items():
-        out.append(LayerLora(comp, modules[layer], conv.state_dict[f"{layer}.lora_A.weight"],
-                             conv.state_dict[f"{layer}.lora_B.weight"]))
-    return out
+    sd = conv.state_dict
+    return [LayerLora(comp, table.modules[layer], sd[f"{layer}.lora_A.weight"], sd[f"{layer}.lora_B.weight"])
+            for layer, (comp, _rank, _alpha) in conv.layers.items()]
 
 
 class _Hook:
@@ -67,7 +64,7 @@ class HookSet:
     def __init__(self) -> None:
         self._hooks: dict[int, tuple[nn.Module, _Hook]] = {}  # id(module) -> its hook
 
-    def apply(self, plan: list[tuple[str, float, list[LayerLora]]]) -> None:
+    def apply(self, plan: list[tuple[str, dict[str, float], list[LayerLora]]]) -> None:
         """plan: (name, weight per component, parts) in prompt order; a part runs when its component's weight
         is not 0. New hooks are registered first (the only step that can fail: then they are removed and the
         previous set stays as it was), then every hook's entries are swapped, then unused hooks are removed."""
@@ -87,14 +84,10 @@ class HookSet:
             for key in added:
                 self._hooks.pop(key)[1].handle.remove()
             raise
-        for key, (module, hook) in self._hooks.items():
+        for key, (_, hook) in self._hooks.items():
             hook.entries = tuple(wanted[key][1]) if key in wanted else ()
         for key in [k for k in self._hooks if k not in wanted]:
             self._hooks.pop(key)[1].handle.remove()
 
     def clear(self) -> None:
         self.apply([])
-
-    def layers(self) -> dict[nn.Module, tuple[str, ...]]:
-        """module -> names of the LoRAs running on it (what the tests inspect)."""
-        return {m: tuple(e[3] for e in h.entries) for m, h in self._hooks.values()}

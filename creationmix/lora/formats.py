@@ -245,6 +245,7 @@ class TargetTable:
     """Every spelling a LoRA file may use for a layer -> (component, diffusers layer name, layer)."""
 
     by_key: dict[str, tuple[str, str, nn.Module]] = field(default_factory=dict)
+    modules: dict[str, nn.Module] = field(default_factory=dict)  # "<component>.<diffusers layer name>" -> layer
     context_dim: int | None = None
 
     @classmethod
@@ -255,6 +256,7 @@ class TargetTable:
             t.context_dim = getattr(cfg, "cross_attention_dim", None)
             for name, mod in lora_targets(unet).items():
                 entry = ("unet", name, mod)
+                t.modules["unet." + name] = mod
                 t.by_key["lora_unet_" + name.replace(".", "_")] = entry
                 t.by_key["unet." + name] = entry
                 if cfg is not None:
@@ -264,6 +266,7 @@ class TargetTable:
         if text_encoder is not None:
             for name, mod in lora_targets(text_encoder).items():
                 entry = ("text_encoder", name, mod)
+                t.modules["text_encoder." + name] = mod
                 canonical = name if name.startswith("text_model.") else "text_model." + name
                 short = canonical.removeprefix("text_model.")
                 t.by_key["lora_te_" + canonical.replace(".", "_")] = entry

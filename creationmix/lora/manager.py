@@ -33,7 +33,6 @@ class _Adapter:
     adapter: str  # our id for this loaded file (unique per load, as the hooks name it)
     key: tuple  # (resolved path, size, mtime_ns): an edited file is a new adapter
     info: LoraInfo
-    has_unet: bool
     has_te: bool
     parts: list[LayerLora]
     skipped: list[str]
@@ -97,7 +96,7 @@ class LoraManager:
             if key not in self._cache and key not in new:
                 new[key] = (info, self._take_prefetched(key) or self._read(info))
 
-        adapters = {key: self._cache.get(key) or self._adapter(key, info, conv) for key, (info, conv) in new.items()}
+        adapters = {key: self._adapter(key, info, conv) for key, (info, conv) in new.items()}
         adapters.update({key: self._cache[key] for *_, key in plan if key in self._cache})
         active = [ActiveLora(req.name, info, te, unet, adapters[key].adapter) for req, info, te, unet, key in plan]
         self._apply(active, adapters.values())  # raises with the previous LoRAs still the ones applied
@@ -217,7 +216,7 @@ class LoraManager:
 
     def _adapter(self, key: tuple, info: LoraInfo, conv: ConvertedLora) -> _Adapter:
         self._serial += 1
-        return _Adapter(f"cm_lora_{self._serial}", key, info, conv.has_unet, conv.has_te,
+        return _Adapter(f"cm_lora_{self._serial}", key, info, conv.has_te,
                         layer_parts(conv, self._target_table()), conv.skipped)
 
     def _evict(self, keep: set[tuple]) -> None:
@@ -228,10 +227,6 @@ class LoraManager:
             del self._cache[victim]  # its hooks are gone already: only the active LoRAs have any
 
     # -- switching ----------------------------------------------------------------------------------------
-    def applied(self) -> dict:
-        """module -> adapter ids running on it, as the hooks are now (for tests and diagnostics)."""
-        return self._hooks.layers()
-
     def _apply(self, active: list[ActiveLora], adapters) -> None:
         by_id = {a.adapter: a for a in adapters}
         try:

@@ -4,8 +4,8 @@ The driver keeps everything that decides the output — the selection, the resum
 summary and the contact sheet (previews/job.py) — and only hands rendering out. Each actor builds one engine,
 loads the checkpoint once and then renders one LoRA per call; the driver gives a new LoRA to whichever actor is
 free (dynamic balancing, not a pre-split list), plus the one it will render next: the worker stores that file and
-reads and checks it in the background while it samples (LoraManager.prefetch), as a local run does. Workers need no shared filesystem: the LoRA's bytes travel with
-the call, and the model files (checkpoint, its config sidecar, VAE, embeddings) are put in Ray's object store once
+reads and checks it in the background while it samples (LoraManager.prefetch), as a local run does. Workers need
+no shared filesystem: the LoRA's bytes travel with the call, and the model files (checkpoint, its config sidecar, VAE, embeddings) are put in Ray's object store once
 unless the driver says its model folders are shared. A worker returns raw pixels and the infotext, so the driver
 writes the same PNG bytes a local run writes.
 
@@ -257,8 +257,10 @@ class RayRenderer:
                 refused.append(task)
             return None
 
-        def ship(task):
-            return self._rel_name(task.info.path), task.info.path.read_bytes(), task.params.to_dict()
+        def ship(task, with_bytes: bool = True):
+            """A task as render() takes it; without the bytes when the worker holds the file already."""
+            data = task.info.path.read_bytes() if with_bytes else None
+            return self._rel_name(task.info.path), data, task.params.to_dict()
 
         try:
             while queue or in_flight or staged:
@@ -268,20 +270,20 @@ class RayRenderer:
                     return
                 while idle:
                     wid = next((w for w in idle if w in staged), idle[0])
-                    task, data = staged.pop(wid, None), None
-                    if task is None:
+                    task = staged.pop(wid, None)
+                    held = task is not None
+                    if not held:
                         # A new one from the queue, else one sent ahead to a busy worker that has not begun it
                         # (an idle worker at the tail of a job takes it over).
                         task = next_task() or (staged.pop(next(iter(staged))) if staged else None)
                         if task is None:
                             break
-                        data = task.info.path.read_bytes()
                     # Send the next one ahead only when no other idle worker is waiting for work.
                     ahead = next_task() if len(queue) > len(idle) - 1 else None
                     if ahead is not None:
                         staged[wid] = ahead
                     idle.remove(wid)
-                    ref = self.actors[wid].render.remote(self._rel_name(task.info.path), data, task.params.to_dict(),
+                    ref = self.actors[wid].render.remote(*ship(task, with_bytes=not held),
                                                          ship(ahead) if ahead is not None else None)
                     in_flight[ref] = (wid, task)
                 while refused:
