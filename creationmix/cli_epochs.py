@@ -85,7 +85,7 @@ def add_epochs_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--preview-name", choices=("preview", "png"), default="preview",
                    help="preview file: <stem>.preview.png (default) or <stem>.png (A1111's own name)")
     p.add_argument("--out", default=None, help="outputs folder (default DATA_DIR/outputs); grids in lora-epochs/")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (drawn only on a terminal)")
     for flag, (field, typ) in PARAM_FLAGS.items():
         if field != "prompt":
             p.add_argument(flag, dest=field, type=typ, default=None, help=argparse.SUPPRESS)

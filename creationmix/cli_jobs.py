@@ -19,9 +19,12 @@ AXIS_HELP = ("axis type: Seed, Steps, CFG Scale, Sampler, Checkpoint name, Denoi
 
 
 def tqdm_job_progress(total: int | None = None, unit: str = "img"):
-    """A tqdm bar over the whole job (images), its postfix the current step. Returns (callback, close)."""
+    """A tqdm bar over the whole job (images), its postfix the current step. Returns (callback, close).
+
+    Drawn only when stderr is a terminal (tqdm's disable=None): a script or a log file gets the paths on stdout
+    and nothing on stderr but warnings and errors, as every command promises."""
     from tqdm import tqdm
-    bar = tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True, disable=None)
 
     def progress(jp) -> None:
         if bar.total != jp.total:
@@ -101,7 +104,7 @@ def add_xyz_parser(sub) -> argparse.ArgumentParser:
     x.add_argument("--allow-large", action="store_true", help="allow more than 1000 cells")
     x.add_argument("--max-batch", type=int, default=None, help="largest batch of same-prompt seeds (default: fit)")
     x.add_argument("--out", default=None, help="outputs folder (default DATA_DIR/outputs)")
-    x.add_argument("--no-progress", action="store_true", help="no progress bar")
+    x.add_argument("--no-progress", action="store_true", help="no progress bar (drawn only on a terminal)")
     x.set_defaults(func=cmd_xyz)
     return x
 
@@ -151,7 +154,7 @@ def add_previews_parser(sub) -> argparse.ArgumentParser:
                    help="append the LoRA's activation text (else its top training tags) to the prompt")
     p.add_argument("--sheet-dir", default=None,
                    help="where the contact sheet and summary go (default DATA_DIR/outputs/lora-previews)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (drawn only on a terminal)")
     for flag, (field, typ) in PARAM_FLAGS.items():
         if field not in ("prompt",):
             p.add_argument(flag, dest=field, type=typ, default=None, help=argparse.SUPPRESS)

@@ -137,6 +137,18 @@ def test_cli_xyz_lists_files(data_dir, tmp_path, capsys):
     assert all((tmp_path / p).exists() or __import__("pathlib").Path(p).exists() for p in lines)
 
 
+def test_job_progress_bar_only_on_a_terminal(capsys):
+    """Piped or logged, a job's stderr holds only warnings and errors (the README's promise); capsys is no TTY."""
+    from creationmix.cli_jobs import tqdm_job_progress
+    from creationmix.jobs import JobProgress
+
+    progress, close = tqdm_job_progress(2)
+    progress(JobProgress(1, 2, label="a"))
+    progress(JobProgress(2, 2, label="b"))
+    close()
+    assert capsys.readouterr().err == ""
+
+
 def test_cli_bad_axis_value_fails_before_loading(data_dir, tmp_path, capsys):
     rc = _cli(["xyz", "--data-dir", str(data_dir), "--x-type", "Steps", "--x-values", "2, abc",
                "--out", str(tmp_path)])
